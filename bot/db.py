@@ -1,0 +1,143 @@
+"""Database plumbing: declarative base, engine with SQLite tuned for WAL, session factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+T = TypeVar("T")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Telegram ids exceed 32 bits; SQLite needs plain INTEGER for autoincrement primary keys.
+TgId = BigInteger
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    kwargs: dict[str, Any] = {"echo": echo}
+    if is_sqlite(url):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if is_sqlite(url):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL + NORMAL: ~1 ms per commit instead of ~4 ms, and readers never block the writer.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
+
+
+async def retry_locked(
+    fn: Callable[[], Awaitable[T]], *, attempts: int = 5, base_delay: float = 0.05
+) -> T:
+    """Run a transaction, retrying a bounded number of times on SQLite's "database is locked"."""
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except OperationalError as exc:
+            if not _is_locked(exc) or attempt == attempts - 1:
+                raise
+            log.warning("database is locked, retry %d/%d", attempt + 1, attempts)
+            await asyncio.sleep(base_delay * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+async def upsert(
+    session: AsyncSession,
+    table: Any,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    update_cols: list[str] | None = None,
+    *,
+    increment: list[str] | None = None,
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL in one executemany.
+
+    ``update_cols`` are overwritten with the new value; ``increment`` columns are added to.
+    """
+    if not rows:
+        return
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    tbl = getattr(table, "__table__", table)
+    stmt = dialect_insert(tbl)
+    values: dict[str, Any] = {c: stmt.excluded[c] for c in (update_cols or [])}
+    for c in increment or []:
+        values[c] = tbl.c[c] + stmt.excluded[c]
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values) if values else (
+        stmt.on_conflict_do_nothing(index_elements=keys)
+    )
+    await session.execute(stmt, rows)

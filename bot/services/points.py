@@ -1,0 +1,200 @@
+"""The points ledger: one append-only table, balances derived in the same transaction.
+
+Every change carries a ``reference`` unique within its pool, so a redelivered update or a retried job
+never pays twice. A debit is a conditional UPDATE (``balance + delta >= 0``), atomic on SQLite and
+PostgreSQL alike, so concurrent spends can never overdraw. Pools: points are per chat unless ops put
+chats into a shared pool (``[points] pools``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.db import retry_locked
+from bot.models import PointsBalance, PointsEntry
+
+MAX_DELTA = 10**9
+
+
+class InsufficientPoints(Exception):
+    def __init__(self, balance: int, needed: int) -> None:
+        super().__init__(f"balance {balance} < {needed}")
+        self.balance = balance
+        self.needed = needed
+
+
+@dataclass(frozen=True)
+class PointsResult:
+    applied: bool  # False: this reference was already in the ledger (nothing changed)
+    balance: int
+    delta: int
+
+
+class PointsService:
+    def __init__(
+        self, db: async_sessionmaker[AsyncSession], clock: Clock, pools: Mapping[str, Sequence[int]] | None = None
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._pool_of: dict[int, str] = {}
+        for name, chats in (pools or {}).items():
+            for chat_id in chats:
+                self._pool_of[int(chat_id)] = f"pool:{name}"
+
+    def pool_for(self, chat_id: int) -> str:
+        return self._pool_of.get(chat_id, str(chat_id))
+
+    async def change(
+        self,
+        chat_id: int,
+        user_id: int,
+        delta: int,
+        reason: str,
+        reference: str,
+        *,
+        note: str | None = None,
+        actor_id: int | None = None,
+        allow_negative: bool = False,
+        session: AsyncSession | None = None,
+    ) -> PointsResult:
+        """Apply one ledger entry. Raises InsufficientPoints when a debit would go below zero.
+
+        With ``session`` the caller owns the transaction (e.g. a redemption that also takes stock);
+        otherwise this commits its own, retrying on a locked SQLite database.
+        """
+        if not isinstance(delta, int) or abs(delta) > MAX_DELTA:
+            raise ValueError(f"delta must be an integer within ±{MAX_DELTA}")
+        if session is not None:
+            return await self._apply(session, chat_id, user_id, delta, reason, reference, note, actor_id,
+                                     allow_negative)
+
+        async def tx() -> PointsResult:
+            async with self._db() as s:
+                try:
+                    async with s.begin():
+                        return await self._apply(s, chat_id, user_id, delta, reason, reference, note,
+                                                 actor_id, allow_negative)
+                except IntegrityError:
+                    pass
+            # The reference is already in the ledger: the change was made before.
+            return PointsResult(False, await self.balance(chat_id, user_id), 0)
+
+        return await retry_locked(tx)
+
+    async def _apply(
+        self,
+        s: AsyncSession,
+        chat_id: int,
+        user_id: int,
+        delta: int,
+        reason: str,
+        reference: str,
+        note: str | None,
+        actor_id: int | None,
+        allow_negative: bool,
+    ) -> PointsResult:
+        pool = self.pool_for(chat_id)
+        exists = await s.scalar(
+            select(PointsEntry.id).where(PointsEntry.pool == pool, PointsEntry.reference == reference)
+        )
+        if exists is not None:
+            return PointsResult(False, await self._balance(s, pool, user_id), 0)
+        if await s.get(PointsBalance, (pool, user_id)) is None:
+            s.add(PointsBalance(pool=pool, user_id=user_id, balance=0))
+            await s.flush()
+        cond = [PointsBalance.pool == pool, PointsBalance.user_id == user_id]
+        if delta < 0 and not allow_negative:
+            cond.append(PointsBalance.balance + delta >= 0)
+        result = await s.execute(
+            update(PointsBalance).where(*cond).values(balance=PointsBalance.balance + delta)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            balance = await self._balance(s, pool, user_id)
+            raise InsufficientPoints(balance, -delta)
+        s.add(
+            PointsEntry(
+                pool=pool, chat_id=chat_id, user_id=user_id, delta=delta, reason=reason, reference=reference,
+                note=note, actor_id=actor_id, created_at=self._clock.now(),
+            )
+        )
+        await s.flush()
+        return PointsResult(True, await self._balance(s, pool, user_id), delta)
+
+    async def _balance(self, s: AsyncSession, pool: str, user_id: int) -> int:
+        value = await s.scalar(
+            select(PointsBalance.balance).where(PointsBalance.pool == pool, PointsBalance.user_id == user_id)
+        )
+        return int(value or 0)
+
+    async def balance(self, chat_id: int, user_id: int) -> int:
+        async with self._db() as s:
+            return await self._balance(s, self.pool_for(chat_id), user_id)
+
+    async def has_reference(self, chat_id: int, reference: str) -> bool:
+        async with self._db() as s:
+            return (
+                await s.scalar(
+                    select(PointsEntry.id).where(
+                        PointsEntry.pool == self.pool_for(chat_id), PointsEntry.reference == reference
+                    )
+                )
+            ) is not None
+
+    async def ledger_sum(self, chat_id: int, user_id: int) -> int:
+        async with self._db() as s:
+            value = await s.scalar(
+                select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+                    PointsEntry.pool == self.pool_for(chat_id), PointsEntry.user_id == user_id
+                )
+            )
+            return int(value or 0)
+
+    async def leaderboard(
+        self, chat_id: int, *, since: datetime | None = None, limit: int = 10
+    ) -> list[tuple[int, int]]:
+        """(user_id, points) best first; ties broken by user id so the order is deterministic."""
+        pool = self.pool_for(chat_id)
+        async with self._db() as s:
+            if since is None:
+                stmt = (
+                    select(PointsBalance.user_id, PointsBalance.balance)
+                    .where(PointsBalance.pool == pool, PointsBalance.balance > 0)
+                    .order_by(PointsBalance.balance.desc(), PointsBalance.user_id)
+                )
+            else:
+                total = func.sum(PointsEntry.delta)
+                stmt = (
+                    select(PointsEntry.user_id, total)
+                    .where(PointsEntry.pool == pool, PointsEntry.created_at >= since)
+                    .group_by(PointsEntry.user_id)
+                    .having(total > 0)
+                    .order_by(total.desc(), PointsEntry.user_id)
+                )
+            rows = (await s.execute(stmt.limit(limit) if limit else stmt)).all()
+            return [(int(u), int(p)) for u, p in rows]
+
+    async def rank(self, chat_id: int, user_id: int, *, since: datetime | None = None) -> tuple[int, int] | None:
+        """(rank, points) of one member on the same board as ``leaderboard``; None when not on it."""
+        board = await self.leaderboard(chat_id, since=since, limit=0)
+        for index, (uid, points) in enumerate(board, start=1):
+            if uid == user_id:
+                return index, points
+        return None
+
+    async def history(self, chat_id: int, user_id: int, limit: int = 100) -> list[PointsEntry]:
+        async with self._db() as s:
+            rows = await s.scalars(
+                select(PointsEntry)
+                .where(PointsEntry.pool == self.pool_for(chat_id), PointsEntry.user_id == user_id)
+                .order_by(PointsEntry.id.desc())
+                .limit(limit)
+            )
+            return list(rows)
