@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,10 +32,9 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     yield factory
     for h in started:
-        try:
+        # A test may have stopped or crashed it already.
+        with contextlib.suppress(Exception):
             await h.stop()
-        except Exception:  # a test may have stopped or crashed it already
-            pass
 
 
 @pytest.fixture
