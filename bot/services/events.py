@@ -111,6 +111,17 @@ class ChatSettingsChanged(Event):
     changes: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RaidModeChanged(Event):
+    """Anti-raid mode turned on (``until``: when it ends) or off in a chat (moderation).
+
+    While it is on, new joiners are restricted or temporarily banned; welcome pauses greetings.
+    """
+
+    on: bool
+    until: datetime | None = None
+
+
 Subscriber = Callable[["App", Any], Awaitable[None]]
 
 
