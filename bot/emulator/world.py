@@ -2319,7 +2319,10 @@ class World:
         offset = self._int(p, "offset")
         limit = self._int(p, "limit", 100) or 100
         limit = max(1, min(100, limit))
-        timeout = max(0, self._int(p, "timeout", 0) or 0)
+        raw_timeout = p.get("timeout") or 0
+        if isinstance(raw_timeout, bool) or not isinstance(raw_timeout, int | float):
+            raise _bad("invalid timeout specified")
+        timeout = max(0.0, float(raw_timeout))  # fractions allowed here to keep tests fast
         allowed = self._json(p, "allowed_updates", list)
         if allowed is not None:
             self.allowed_updates = [str(a) for a in allowed]
