@@ -60,7 +60,8 @@ def populate(world: World) -> None:
         world.add_chat(chat_id, title)
         world.set_member(chat_id, CREATOR, "creator")
         world.set_member(chat_id, ADMIN, "administrator", can_restrict_members=True, can_delete_messages=True)
-    world.set_member(LOG_CHAT, OWNER, "member")
+    for chat_id in (GROUP, OTHER_GROUP, LOG_CHAT):
+        world.set_member(chat_id, OWNER, "member")
     for chat_id in (GROUP, OTHER_GROUP):
         for uid in (ALICE, BOB, CAROL):
             world.set_member(chat_id, uid, "member")
@@ -75,6 +76,7 @@ class Harness:
         config: dict[str, Any] | None = None,
         transport: Literal["memory", "http"] = "memory",
         db_url: str | None = None,
+        plugin_objects: dict[str, Any] | None = None,
     ) -> None:
         self.tmp_path = tmp_path
         self.clock = FakeClock(START)
@@ -82,6 +84,7 @@ class Harness:
         populate(self.world)
         self.db_url = db_url or f"sqlite+aiosqlite:///{tmp_path / 'qunbot.db'}"
         self._plugins = list(plugins) if plugins is not None else None
+        self._plugin_objects = plugin_objects
         self._config = config or {}
         self.transport = transport
         self.server: Any = None
@@ -98,7 +101,8 @@ class Harness:
         else:
             settings = make_settings(self.db_url, self._config)
             session = EmulatorSession(self.world)
-        self.app = App(settings, session=session, clock=self.clock, plugins=self._plugins)
+        self.app = App(settings, session=session, clock=self.clock, plugins=self._plugins,
+                       plugin_objects=self._plugin_objects)
         if create_schema:
             async with self.app.engine.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)

@@ -1,0 +1,101 @@
+"""Core behaviour driven through the real dispatcher and the emulated Telegram."""
+
+from __future__ import annotations
+
+import json
+
+from bot.plugin import Plugin
+
+from tests.harness import ADMIN, ALICE, BOB, CREATOR, GROUP, OTHER_GROUP, OWNER
+
+
+async def test_help_lists_commands_admins_see_more(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.say(GROUP, ALICE, "/help")
+    member_view = h.last_text(GROUP)
+    assert "/help" in member_view and "/settings" not in member_view
+    await h.say(GROUP, CREATOR, "/help")
+    assert "/settings" in h.last_text(GROUP)
+
+
+async def test_admin_command_refused_for_member_allowed_for_admins(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.say(GROUP, ALICE, "/settings")
+    assert "只有管理员" in h.last_text(GROUP)
+    for admin in (CREATOR, ADMIN, OWNER):
+        await h.say(GROUP, admin, "/settings")
+        assert "本群设置" in h.last_text(GROUP), admin
+    assert h.texts(OTHER_GROUP) == []
+
+
+async def test_anonymous_admin_counts_as_admin(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    anon_chat = {"id": GROUP, "type": "supergroup", "title": "粉丝福利群"}
+    await h.say(GROUP, CREATOR, "/settings", sender_chat=anon_chat)
+    assert "本群设置" in h.last_text(GROUP)
+
+
+async def test_set_validates_and_is_per_chat(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.say(GROUP, CREATOR, "/set core.timezone Mars/Base")
+    assert "设置无效" in h.last_text(GROUP)
+    await h.say(GROUP, CREATOR, "/set core.timezone Europe/Paris")
+    assert "Europe/Paris" in h.last_text(GROUP)
+    assert (await h.app.chat_config.chat(GROUP)).timezone == "Europe/Paris"
+    assert (await h.app.chat_config.chat(OTHER_GROUP)).timezone == "Asia/Shanghai"
+    await h.say(GROUP, CREATOR, "/set nonsense")
+    assert "用法" in h.last_text(GROUP)
+
+
+async def test_language_switch_translates_replies(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.say(GROUP, CREATOR, "/lang en")
+    await h.say(GROUP, ALICE, "/settings")
+    assert "Only admins" in h.last_text(GROUP)
+    await h.say(OTHER_GROUP, ALICE, "/settings")
+    assert "只有管理员" in h.last_text(OTHER_GROUP)
+    await h.say(GROUP, CREATOR, "/lang klingon")
+    assert "/lang" in h.last_text(GROUP)
+
+
+async def test_connect_from_private_chat_manages_the_group(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.say(CREATOR, CREATOR, "/start")
+    await h.say(CREATOR, CREATOR, f"/connect {GROUP}")
+    assert "已连接" in h.last_text(CREATOR)
+    await h.say(CREATOR, CREATOR, "/settings")
+    assert str(GROUP) in h.last_text(CREATOR)
+    await h.say(ALICE, ALICE, f"/connect {GROUP}")
+    assert "不是该群的管理员" in h.last_text(ALICE)
+    await h.say(ALICE, ALICE, "/settings")
+    assert "请在群里使用" in h.last_text(ALICE)
+
+
+async def test_export_import_settings_between_chats(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.say(GROUP, CREATOR, "/set core.notice_ttl 30")
+    await h.say(GROUP, CREATOR, "/exportsettings")
+    docs = h.calls("sendDocument")
+    assert docs, "no settings file sent"
+    exported = await h.app.chat_config.export(GROUP)
+    await h.say(OTHER_GROUP, CREATOR, "/importsettings " + json.dumps({"plugins": exported}))
+    assert (await h.app.chat_config.chat(OTHER_GROUP)).notice_ttl == 30
+    await h.say(OTHER_GROUP, CREATOR, '/importsettings {"plugins": {"ghost": {}}}')
+    assert "导入失败" in h.last_text(OTHER_GROUP)
+    await h.say(OTHER_GROUP, BOB, '/importsettings {"plugins": {}}')
+    assert "只有管理员" in h.last_text(OTHER_GROUP)
+
+
+async def test_settings_toggle_button_checks_presser(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugin_objects={"demo": Plugin(name="demo", description="演示")})
+    await h.say(GROUP, CREATOR, "/settings")
+    msg = h.world.last_message(GROUP)
+    assert msg is not None
+    buttons = h.world.buttons(GROUP, msg["message_id"])
+    toggle = next(b for b in buttons if b.get("callback_data", "").startswith("cfg:t:"))
+    plugin = toggle["callback_data"].rsplit(":", 1)[1]
+    await h.press(GROUP, ALICE, msg["message_id"], toggle["callback_data"])
+    assert await h.app.chat_config.enabled(GROUP, plugin)
+    await h.press(GROUP, CREATOR, msg["message_id"], toggle["callback_data"])
+    assert not await h.app.chat_config.enabled(GROUP, plugin)
+    assert await h.app.chat_config.enabled(OTHER_GROUP, plugin)
