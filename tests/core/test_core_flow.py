@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from bot.plugin import Plugin
-
 from tests.harness import ADMIN, ALICE, BOB, CREATOR, GROUP, OTHER_GROUP, OWNER
 
 
