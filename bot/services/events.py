@@ -122,6 +122,16 @@ class RaidModeChanged(Event):
     until: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ActivityHistogramRequested(Event):
+    """A question rather than a notice: messages per local hour of day (0-23) in ``chat_id`` over the last
+    ``days`` days. A plugin that keeps activity data (analytics) adds its counts into ``hours``; when no
+    plugin answers, ``hours`` stays empty and the asker (content_calendar's ``peak``) uses its default."""
+
+    days: int = 28
+    hours: dict[int, int] = field(default_factory=dict)
+
+
 Subscriber = Callable[["App", Any], Awaitable[None]]
 
 
