@@ -224,6 +224,14 @@ GROUP_ANONYMOUS_BOT: Mapping[str, Any] = {
     "username": "GroupAnonymousBot",
 }
 TELEGRAM_SERVICE_USER: Mapping[str, Any] = {"id": 777000, "is_bot": False, "first_name": "Telegram"}
+CHANNEL_BOT: Mapping[str, Any] = {
+    "id": 136817688,
+    "is_bot": True,
+    "first_name": "Channel",
+    "username": "Channel_Bot",
+}
+#: bot accounts whose messages Telegram does deliver to bots (anonymous admins, "send as channel")
+_VISIBLE_SERVICE_BOTS = frozenset({1087968824, 136817688})
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
@@ -294,6 +302,11 @@ class _ApiFailure(Exception):
         return body
 
 
+def _resolve_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _bad(description: str) -> _ApiFailure:
     return _ApiFailure(400, f"Bad Request: {description}")
 
@@ -315,6 +328,10 @@ class ApiCall:
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+    @property
+    def result_or_error(self) -> Any:
+        return self.result
 
     @property
     def error(self) -> str | None:
@@ -953,8 +970,8 @@ class World:
         self.allowed_updates: list[str] | None = None
         self._updates: deque[dict[str, Any]] = deque()
         self._next_update_id = 1
-        self._update_event = asyncio.Event()
-        self._call_event = asyncio.Event()
+        self._update_waiters: set[asyncio.Future[None]] = set()
+        self._call_waiters: set[asyncio.Future[None]] = set()
         self._call_listeners: list[Callable[[ApiCall], None]] = []
         self._poll_generation = 0
         self._counter = 0
@@ -1279,8 +1296,7 @@ class World:
     def _append_update(self, update: dict[str, Any]) -> None:
         self._updates.append(update)
         self.all_updates.append(update)
-        event, self._update_event = self._update_event, asyncio.Event()
-        event.set()
+        self._wake(self._update_waiters)
 
     def push_update(self, raw: dict[str, Any]) -> int:
         """Enqueue an arbitrary (even malformed) update; an update_id is assigned if missing."""
@@ -1291,6 +1307,33 @@ class World:
             self._next_update_id = update["update_id"] + 1
         self._append_update(update)
         return int(update["update_id"]) if isinstance(update["update_id"], int) else -1
+
+    @staticmethod
+    def _wake(waiters: set[asyncio.Future[None]]) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for future in waiters:
+            loop = future.get_loop()
+            if future.done() or loop.is_closed():
+                continue
+            if loop is running:
+                future.set_result(None)
+            else:  # woken from another thread (or outside any loop)
+                loop.call_soon_threadsafe(_resolve_future, future)
+        waiters.clear()
+
+    @staticmethod
+    async def _wait(waiters: set[asyncio.Future[None]], timeout: float) -> None:
+        """Wait for the next wake-up (futures, not a shared Event: a world may outlive an event loop)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.add(future)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout)
+        finally:
+            waiters.discard(future)
 
     def pending_updates(self) -> list[dict[str, Any]]:
         return list(self._updates)
@@ -1360,8 +1403,7 @@ class World:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"no {'/'.join(methods) or 'call'} within {timeout} s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._call_event.wait(), remaining)
+            await self._wait(self._call_waiters, remaining)
 
     async def wait_until_consumed(self, timeout: float = 5.0) -> None:
         """Wait until the bot has fetched and confirmed every pending update."""
@@ -1385,8 +1427,7 @@ class World:
 
     def _record(self, call: ApiCall) -> None:
         self.calls.append(call)
-        event, self._call_event = self._call_event, asyncio.Event()
-        event.set()
+        self._wake(self._call_waiters)
         for listener in list(self._call_listeners):
             try:
                 listener(call)
@@ -1429,7 +1470,15 @@ class World:
             status, payload = 200, {"ok": True, "result": result}
         except _ApiFailure as failure:
             status, payload = failure.status, failure.payload()
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            WorldError,
+        ) as exc:
             self.internal_errors.append(traceback.format_exc())
             status, payload = (
                 400,
@@ -1917,7 +1966,7 @@ class World:
         if not self._is_present(state):
             return False
         sender = message.get("from") or {}
-        if sender.get("is_bot") and sender.get("id") not in (GROUP_ANONYMOUS_BOT["id"],):
+        if sender.get("is_bot") and sender.get("id") not in _VISIBLE_SERVICE_BOTS:
             return False  # bots never see other bots' messages
         if chat["type"] == "channel" or not self.privacy_mode or self._is_admin(chat, self.bot_id):
             return True
@@ -2170,7 +2219,12 @@ class World:
             reply.pop("reply_to_message", None)
             fields["reply_to_message"] = reply
         fields.update(extra)
-        sender = dict(GROUP_ANONYMOUS_BOT) if anonymous_admin else dict(user)
+        if anonymous_admin:
+            sender = dict(GROUP_ANONYMOUS_BOT)
+        elif isinstance(sender_chat, dict) and sender_chat.get("type") == "channel":
+            sender = dict(CHANNEL_BOT)  # a member posting "as" a channel
+        else:
+            sender = dict(user)
         message = self._new_message(chat, sender, fields, sender_chat=sender_chat)
         self._deliver(chat, message, "message")
         return copy.deepcopy(message)
@@ -2338,9 +2392,7 @@ class World:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            event = self._update_event
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+            await self._wait(self._update_waiters, remaining)
             if generation != self._poll_generation:
                 raise _ApiFailure(
                     409,

@@ -135,3 +135,15 @@ async def test_private_chat_on_demand(bot: Bot, world: World) -> None:
     assert updates[0].message is not None and updates[0].message.chat.type == "private"
     reply = await bot.send_message(ALICE, "你好")
     assert reply.chat.id == ALICE and world.sent_texts(ALICE) == ["你好"]
+
+
+def test_world_survives_across_event_loops() -> None:
+    import asyncio as aio
+
+    world = World()
+    world.add_user(1, "U")
+    world.add_chat(-5, "G")
+    world.set_member(-5, 1, "member")
+    assert aio.run(world.call("getUpdates", timeout=0.01)) == []
+    world.send_message(-5, 1, "second loop")
+    assert aio.run(world.call("getUpdates", timeout=0.01))[0]["message"]["text"] == "second loop"
