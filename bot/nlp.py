@@ -52,7 +52,7 @@ RISK_NEGATORS: frozenset[str] = frozenset(
         "绝不会", "不算", "不像", "没什么", "不存在", "不怕", "别担心", "不用担心", "不担心", "无",
         "未",
     }
-)
+)  # fmt: skip
 # Words whose negation is itself a complaint ("没有退款" = no refund was given), never negated.
 COMPLAINT_WHEN_NEGATED: frozenset[str] = frozenset(
     {
@@ -60,7 +60,7 @@ COMPLAINT_WHEN_NEGATED: frozenset[str] = frozenset(
         "换货", "赔偿", "理", "理人", "人理", "消息", "动静", "结果", "下文", "答复", "说法", "给",
         "退", "发",
     }
-)
+)  # fmt: skip
 NEGATION_WINDOW = 2
 # Tokens that end a negation scope early.
 _SCOPE_BREAKERS: frozenset[str] = frozenset({"但是", "可是", "但", "而是", "就是", "却", "然而", "不过"})

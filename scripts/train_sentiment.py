@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows, dropped = dedupe(read_rows(args.data))
     parts = split_rows(rows)
-    print(f"rows={len(rows)} (dropped {dropped} duplicates/conflicts) "
-          + " ".join(f"{k}={len(v)}" for k, v in parts.items()))
+    print(
+        f"rows={len(rows)} (dropped {dropped} duplicates/conflicts) "
+        + " ".join(f"{k}={len(v)}" for k, v in parts.items())
+    )
     if args.eval_out:
         with open(args.eval_out, "w", encoding="utf-8", newline="") as fh:
             wr = csv.writer(fh)
