@@ -51,7 +51,10 @@ DELETE_TIMER = "core.delete_message"
 
 def update_chat_key(update: Update) -> int | str:
     """Updates with the same key are processed one at a time, in order."""
-    event = update.event
+    try:
+        event = update.event
+    except Exception:  # an update type this aiogram does not know: it is skipped later
+        return f"u{update.update_id}"
     chat = getattr(event, "chat", None)
     if chat is not None:
         return chat.id

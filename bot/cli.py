@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from bot.settings import ConfigError, Settings, load_settings
@@ -19,7 +20,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, early_stop: threading.Event) -> int:
     from bot.app import App
     from bot.migrate import upgrade
     from bot.runner import poll
@@ -30,6 +31,8 @@ async def _run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, app.stop_event.set)
+    if early_stop.is_set():
+        app.stop_event.set()
     await app.start()
     log.info("qunbot running with plugins: %s", ", ".join(app.plugins))
     try:
@@ -41,6 +44,7 @@ async def _run(settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    early_stop: threading.Event = args.early_stop
     settings = _settings(args)
     if not settings.has_token:
         print("没有配置 Telegram token（[telegram].token）：改为启动本地沙盒。\n"
@@ -49,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
 
     setup_logging(args.log_level, [settings.token()])
-    return asyncio.run(_run(settings))
+    return asyncio.run(_run(settings, early_stop))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -132,8 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A stop signal that arrives while we are still starting up must still mean "exit 0".
+    early_stop = threading.Event()
+    words = list(argv) if argv is not None else sys.argv[1:]
+    if "run" in words and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: early_stop.set())
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.early_stop = early_stop
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
