@@ -7,12 +7,14 @@ held by the NLP service. Three levels:
   traditional -> simplified per character, case-folded.
 - ``squeeze``: ``normalize`` minus whitespace, punctuation, symbols, emoji, combining marks and
   control/format characters (zero-width spaces, RTL marks). "骗 子", "骗*子", "騙子" -> "骗子".
-- ``pinyin``: toneless pinyin of ``squeeze`` (letters a-z only), for evasion matching ("pianzi").
+- ``pinyin``: toneless pinyin of ``squeeze`` (letters a-z only), for evasion matching ("pianzi");
+  ``pinyin_chars`` is a 40x faster per-character variant without phrase-level readings.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import unicodedata
@@ -54,6 +56,30 @@ def load_ts_table(path: str | None = None) -> dict[int, str]:
     return table
 
 
+def _toneless(reading: str) -> str:
+    """Strip tones the way pypinyin's NORMAL style does: "lǘ" -> "lv", "xíng" -> "xing"."""
+    decomposed = unicodedata.normalize("NFKD", reading).replace("u\u0308", "v")
+    return "".join(ch for ch in decomposed if "a" <= ch <= "z")
+
+
+def load_char_pinyin_table() -> dict[int, str]:
+    """``str.translate`` table: CJK character -> toneless pinyin of its first (most common) reading.
+
+    Read straight from pypinyin's pinyin_dict.json, without importing pypinyin (whose phrase
+    dictionary costs ~55 MB).
+    """
+    spec = importlib.util.find_spec("pypinyin")
+    table: dict[int, str] = {}
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "pinyin_dict.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                for code, readings in json.load(fh).items():
+                    table[int(code)] = _toneless(readings.split(",")[0])
+            break
+    return table
+
+
 class TextNormalizer:
     """Fast, allocation-light normalizer. Build once and share; it is safe to use from many tasks."""
 
@@ -67,6 +93,7 @@ class TextNormalizer:
         table[0x3000] = " "
         self._table = table
         self._lazy_pinyin: Callable[..., list[str]] | None = None
+        self._char_pinyin: dict[int, str] | None = None
 
     def normalize(self, text: str) -> str:
         """NFKC, traditional -> simplified (per character), case-folded."""
@@ -104,3 +131,20 @@ class TextNormalizer:
         if not joined.isascii():  # Latin letters with accents: keep the base letter
             joined = unicodedata.normalize("NFKD", joined)
         return "".join(ch for ch in joined if "a" <= ch <= "z")
+
+    def pinyin_chars(self, text: str) -> str:
+        """Fast per-character variant of `pinyin` (~5 µs instead of ~200 µs, ~5 MB instead of ~55 MB).
+
+        Each character takes its most common reading, so polyphonic words may differ from `pinyin`
+        (银行 -> "yinxing", not "yinhang"). Use one of the two consistently on both sides of a match.
+        """
+        squeezed = self.squeeze(text)
+        if not squeezed:
+            return ""
+        if not squeezed.isascii():
+            if self._char_pinyin is None:
+                self._char_pinyin = load_char_pinyin_table()
+            squeezed = squeezed.translate(self._char_pinyin)
+            if not squeezed.isascii():
+                squeezed = unicodedata.normalize("NFKD", squeezed)
+        return "".join(ch for ch in squeezed if "a" <= ch <= "z")

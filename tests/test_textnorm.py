@@ -103,3 +103,25 @@ def test_normalize_is_fast(norm: TextNormalizer) -> None:
         norm.squeeze(msg)
     per_call_us = (time.perf_counter() - t) / n * 1e6
     assert per_call_us < 100  # ~5 µs on the dev machine; generous for a noisy CI
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("骗子", "pianzi"),
+        ("騙 子!", "pianzi"),
+        ("ＰＩＡＮ子", "pianzi"),
+        ("绿", "lv"),
+        ("〇", "ling"),
+        ("银行", "yinxing"),  # first reading per character, unlike `pinyin`
+        ("😀", ""),
+        ("", ""),
+    ],
+)
+def test_pinyin_chars(norm: TextNormalizer, raw: str, expected: str) -> None:
+    assert norm.pinyin_chars(raw) == expected
+
+
+def test_pinyin_chars_agrees_with_pinyin_on_common_text(norm: TextNormalizer) -> None:
+    msg = "這個東西質量太差了，客服也不理人，我要退款！！😡"
+    assert norm.pinyin_chars(msg) == norm.pinyin(msg)
