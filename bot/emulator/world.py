@@ -249,12 +249,13 @@ NOT_MODIFIED = (
 
 _INT_RE = re.compile(r"-?\d+")
 _NUM_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_COMMAND_RE = re.compile(r"(?<![\w/@])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![\w/])")
-_MENTION_RE = re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_]{3,31}(?![\w@])")
+_COMMAND_RE = re.compile(r"(?<![A-Za-z0-9_/@])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![\w/])")
+_MENTION_RE = re.compile(r"(?<![A-Za-z0-9_@])@[A-Za-z][A-Za-z0-9_]{3,31}(?![\w@])")
 _HASHTAG_RE = re.compile(r"(?<![\w#])#[^\W\d_][\w]{0,255}|(?<![\w#])#\d*[^\W\d][\w]*")
+_URL_CHARS = r"[^\s<>\"\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"  # stop at CJK text and punctuation
 _URL_RE = re.compile(
-    r"(?<![\w@/.])(?:https?://[^\s<>\"]+|(?:[A-Za-z0-9-]+\.)+(?:com|net|org|io|me|cn|ru|info|xyz|top|app|"
-    r"dev|co|cc|tv|ly|gg|hk|tw|jp|ai)(?:/[^\s<>\"]*)?)(?![\w])"
+    rf"(?<![A-Za-z0-9_@/.])(?:https?://{_URL_CHARS}+|(?:[A-Za-z0-9-]+\.)+(?:com|net|org|io|me|cn|ru|info|"
+    rf"xyz|top|app|dev|co|cc|tv|ly|gg|hk|tw|jp|ai)(?:/{_URL_CHARS}*)?)(?![A-Za-z0-9_])"
 )
 _COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 
@@ -3113,7 +3114,10 @@ class World:
     def _scope_key(p: dict[str, Any]) -> tuple[str, str]:
         scope = p.get("scope") or {"type": "default"}
         if isinstance(scope, str):
-            scope = json.loads(scope)
+            try:
+                scope = json.loads(scope)
+            except ValueError:
+                raise _bad("can't parse BotCommandScope") from None
         if not isinstance(scope, dict) or "type" not in scope:
             raise _bad("can't parse BotCommandScope")
         return json.dumps(scope, sort_keys=True), str(p.get("language_code") or "")
