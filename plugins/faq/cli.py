@@ -1,0 +1,299 @@
+"""``qunbot faq import FILE --chat ID`` and ``qunbot faq export --chat ID [--format toml|csv]``.
+
+TOML::
+
+    [[faq]]
+    keywords = ["发货多久", "几天到"]      # or one string
+    synonyms = ["什么时候发货"]           # optional, merged into keywords
+    mode = "contains"                     # contains | exact | word | regex (default contains)
+    reply = "<b>48小时内</b>发货"          # Telegram HTML
+    buttons = [[{ text = "物流查询", url = "https://example.com/track" }]]   # optional rows
+    # media_type = "photo", media_file_id = "AgAD..."                      # optional
+
+CSV (UTF-8, header row; Chinese headers 关键词,匹配方式,回复,按钮,同义词 also work)::
+
+    keywords,mode,reply,buttons
+    发货多久|几天到,contains,48小时内发货,[物流查询](buttonurl://https://example.com/track)
+
+Keywords of a CSV row are separated by ``|`` (a regex row holds one pattern, ``|`` included).
+An import is all or nothing: any invalid row aborts it with every error listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import sys
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from plugins.faq.matcher import REGEX, FaqError
+from plugins.faq.parsing import MODE_ALIASES, PreparedEntry, buttons_to_markup_text, prepare_entry, validate_buttons
+
+_TOML_KEYS = frozenset({"keywords", "synonyms", "mode", "reply", "buttons", "media_type", "media_file_id"})
+_CSV_ALIASES = {
+    "keywords": "keywords", "关键词": "keywords", "keyword": "keywords",
+    "synonyms": "synonyms", "同义词": "synonyms",
+    "mode": "mode", "匹配方式": "mode",
+    "reply": "reply", "回复": "reply",
+    "buttons": "buttons", "按钮": "buttons",
+    "media_type": "media_type", "媒体类型": "media_type",
+    "media_file_id": "media_file_id",
+}  # fmt: skip
+
+
+class ImportError_(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def _mode(raw: Any) -> str:
+    text = str(raw or "").strip().lower()
+    if not text:
+        return "contains"
+    if text not in MODE_ALIASES:
+        raise FaqError("未知的匹配方式：", f"{raw} (contains, exact, word, regex)")
+    return MODE_ALIASES[text]
+
+
+def _as_list(raw: Any, what: str) -> list[str]:
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return list(raw)
+    raise FaqError("格式不对：", what)
+
+
+def _split(raw: str | None, mode: str) -> list[str]:
+    text = (raw or "").strip()
+    if not text:
+        return []
+    if mode == REGEX:
+        return [text]
+    return [p.strip() for p in text.split("|") if p.strip()]
+
+
+def parse_toml(text: str) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ImportError_([f"TOML: {exc}"]) from exc
+    items = data.get("faq")
+    extra = set(data) - {"faq"}
+    if extra or not isinstance(items, list):
+        raise ImportError_(["TOML: expected only [[faq]] tables" + (f" (found {', '.join(sorted(extra))})" if extra
+                                                                     else "")])
+    out = []
+    for n, item in enumerate(items, 1):
+        where = f"[[faq]] #{n}"
+        if not isinstance(item, dict):
+            raise ImportError_([f"{where}: not a table"])
+        unknown = set(item) - _TOML_KEYS
+        if unknown:
+            raise ImportError_([f"{where}: unknown keys {', '.join(sorted(unknown))}"])
+        out.append((where, item))
+    return out
+
+
+def parse_csv(text: str) -> list[tuple[str, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if not reader.fieldnames:
+        raise ImportError_(["CSV: empty file"])
+    names = {}
+    for f in reader.fieldnames:
+        key = _CSV_ALIASES.get((f or "").strip().lower())
+        if key is None:
+            raise ImportError_([f"CSV: unknown column {f!r}"])
+        names[f] = key
+    if "keywords" not in names.values() or "reply" not in names.values():
+        raise ImportError_(["CSV: the header needs keywords and reply columns"])
+    out = []
+    for row in reader:
+        if None in row:
+            raise ImportError_([f"CSV line {reader.line_num}: more fields than columns"])
+        item = {names[k]: (v or "") for k, v in row.items()}
+        if not any(str(v).strip() for v in item.values()):
+            continue
+        mode_raw = item.get("mode", "")
+        try:
+            mode = _mode(mode_raw)
+        except FaqError:
+            mode = str(mode_raw)
+        item["keywords"] = _split(item.get("keywords"), mode)
+        item["synonyms"] = _split(item.get("synonyms"), mode) if mode != REGEX else []
+        out.append((f"CSV line {reader.line_num}", item))
+    return out
+
+
+def prepare_items(
+    items: Sequence[tuple[str, dict[str, Any]]],
+    normalize: Callable[[str], str],
+    gettext: Callable[[str], str] = lambda s: s,
+) -> list[PreparedEntry]:
+    """Validate every item; raises ImportError_ listing every bad one (nothing is imported)."""
+    entries: list[PreparedEntry] = []
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for where, item in items:
+        try:
+            mode = _mode(item.get("mode"))
+            keywords = _as_list(item.get("keywords"), "keywords") + _as_list(item.get("synonyms"), "synonyms")
+            reply = item.get("reply", "")
+            if not isinstance(reply, str):
+                raise FaqError("格式不对：", "reply")
+            media_type = item.get("media_type") or None
+            entry = prepare_entry(
+                keywords, mode, reply, normalize, buttons=validate_buttons(item.get("buttons")),
+                media_type=str(media_type) if media_type else None,
+                media_file_id=str(item.get("media_file_id") or "") or None,
+            )
+        except FaqError as exc:
+            errors.append(f"{where}: {gettext(exc.message)}{exc.detail}")
+            continue
+        for norm, kw in zip(entry.norms, entry.keywords, strict=True):
+            if norm in seen:
+                errors.append(f"{where}: keyword {kw!r} also in {seen[norm]}")
+            seen[norm] = where
+        entries.append(entry)
+    if errors:
+        raise ImportError_(errors)
+    return entries
+
+
+# ---- export ---------------------------------------------------------------------------------------
+def _toml_str(value: str) -> str:
+    # JSON string escapes (\" \\ \n \t \uXXXX) are valid TOML basic-string escapes.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def to_toml(rows: Sequence[dict[str, Any]], chat_id: int) -> str:
+    lines = [f"# qunbot FAQ export, chat {chat_id}: qunbot faq import FILE --chat {chat_id}", ""]
+    for row in rows:
+        lines.append("[[faq]]")
+        lines.append("keywords = [" + ", ".join(_toml_str(k) for k in row["keywords"]) + "]")
+        lines.append(f"mode = {_toml_str(row['mode'])}")
+        lines.append(f"reply = {_toml_str(row['reply'])}")
+        if row.get("buttons"):
+            rows_txt = [
+                "[" + ", ".join(f"{{ text = {_toml_str(b['text'])}, url = {_toml_str(b['url'])} }}" for b in r) + "]"
+                for r in row["buttons"]
+            ]
+            lines.append("buttons = [" + ", ".join(rows_txt) + "]")
+        if row.get("media_type"):
+            lines.append(f"media_type = {_toml_str(row['media_type'])}")
+            lines.append(f"media_file_id = {_toml_str(row['media_file_id'] or '')}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["keywords", "mode", "reply", "buttons", "media_type", "media_file_id"])
+    for row in rows:
+        writer.writerow([
+            "|".join(row["keywords"]), row["mode"], row["reply"], buttons_to_markup_text(row.get("buttons") or []),
+            row.get("media_type") or "", row.get("media_file_id") or "",
+        ])
+    return buf.getvalue()
+
+
+# ---- commands ---------------------------------------------------------------------------------------
+def _format_of(path: str, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    suffix = Path(path).suffix.lower()
+    if suffix in (".toml", ".csv"):
+        return suffix[1:]
+    raise ImportError_([f"{path}: cannot tell the format; name it .toml or .csv, or pass --format"])
+
+
+async def _import(args: argparse.Namespace) -> int:
+    from bot.cli_support import open_app
+    from bot.textnorm import TextNormalizer
+    from plugins.faq import service
+    from plugins.faq.config import FaqConfig
+
+    try:
+        fmt = _format_of(args.file, args.format)
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+        items = parse_toml(text) if fmt == "toml" else parse_csv(text)
+        entries = prepare_items(items, TextNormalizer().normalize)
+    except OSError as exc:
+        print(f"qunbot faq import: {exc}", file=sys.stderr)
+        return 1
+    except ImportError_ as exc:
+        print(f"qunbot faq import: {len(exc.errors)} error(s), nothing imported:", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{args.file}: {len(entries)} entries are valid (dry run, nothing imported)")
+        return 0
+    async with open_app(args) as app:
+        cfg = await app.chat_config.get(args.chat, "faq")
+        assert isinstance(cfg, FaqConfig)
+        try:
+            async with app.db() as session, session.begin():
+                result = await service.import_entries(
+                    session, args.chat, entries, replace=args.replace, by=None, now=app.clock.now(),
+                    max_entries=cfg.max_entries, max_regex=cfg.max_regex,
+                )
+        except FaqError as exc:
+            print(f"qunbot faq import: {exc.message}{exc.detail} (nothing imported)", file=sys.stderr)
+            return 1
+    print(f"chat {args.chat}: {result.created} created, {result.updated} updated"
+          + (f", {result.removed} removed first (--replace)" if args.replace else ""))
+    return 0
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from bot.cli_support import open_app
+    from plugins.faq import service
+
+    async with open_app(args) as app, app.db() as session:
+        rows = service.export_rows(await service.list_entries(session, args.chat))
+    out = to_toml(rows, args.chat) if args.format == "toml" else to_csv(rows)
+    if args.output and args.output != "-":
+        Path(args.output).write_text(out, encoding="utf-8")
+        print(f"chat {args.chat}: {len(rows)} entries written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    return asyncio.run(_import(args))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return asyncio.run(_export(args))
+
+
+def register(sub: Any) -> None:
+    faq = sub.add_parser("faq", help="FAQ auto-reply: import / export entries")
+    faq_sub = faq.add_subparsers(dest="faq_command", required=True)
+
+    p = faq_sub.add_parser("import", help="load FAQ entries of a chat from a TOML or CSV file")
+    p.add_argument("--config", "-c", default=argparse.SUPPRESS)
+    p.add_argument("file")
+    p.add_argument("--chat", type=int, required=True, help="the group's chat id (e.g. -1001234567890)")
+    p.add_argument("--format", choices=["toml", "csv"], default=None, help="default: from the file name")
+    p.add_argument("--replace", action="store_true", help="delete the chat's current entries first")
+    p.add_argument("--dry-run", action="store_true", help="only validate the file")
+    p.set_defaults(func=cmd_import)
+
+    p = faq_sub.add_parser("export", help="write a chat's FAQ entries as TOML or CSV")
+    p.add_argument("--config", "-c", default=argparse.SUPPRESS)
+    p.add_argument("--chat", type=int, required=True)
+    p.add_argument("--format", choices=["toml", "csv"], default="toml")
+    p.add_argument("--output", "-o", default=None, help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_export)
