@@ -970,6 +970,7 @@ class World:
         self.all_updates: list[dict[str, Any]] = []
         self.allowed_updates: list[str] | None = None
         self._updates: deque[dict[str, Any]] = deque()
+        self._forced: set[int] = set()  # id() of pushed updates delivered once whatever the offset
         self._next_update_id = 1
         self._update_waiters: set[asyncio.Future[None]] = set()
         self._call_waiters: set[asyncio.Future[None]] = set()
@@ -1300,12 +1301,23 @@ class World:
         self._wake(self._update_waiters)
 
     def push_update(self, raw: dict[str, Any]) -> int:
-        """Enqueue an arbitrary (even malformed) update; an update_id is assigned if missing."""
+        """Enqueue an arbitrary (even malformed) update; an update_id is assigned if missing.
+
+        An update whose explicit update_id is already used (a redelivery) or not an int is delivered once
+        by the next getUpdates even if the bot's offset has passed it.
+        """
         update = copy.deepcopy(dict(raw))
         if "update_id" not in update:
             update = {"update_id": self._next_update_id, **update}
-        if isinstance(update["update_id"], int) and update["update_id"] >= self._next_update_id:
-            self._next_update_id = update["update_id"] + 1
+        update_id = update["update_id"]
+        if (
+            isinstance(update_id, int)
+            and not isinstance(update_id, bool)
+            and update_id >= self._next_update_id
+        ):
+            self._next_update_id = update_id + 1
+        else:
+            self._forced.add(id(update))
         self._append_update(update)
         return int(update["update_id"]) if isinstance(update["update_id"], int) else -1
 
@@ -1352,20 +1364,23 @@ class World:
         return set(ALL_UPDATE_TYPES) - DEFAULT_EXCLUDED_UPDATES
 
     def _confirm(self, offset: int | None) -> None:
+        """getUpdates with an offset forgets every update with a lower id."""
         if offset is None:
             return
         if offset < 0:
             ids = [u["update_id"] for u in self._updates if isinstance(u.get("update_id"), int)]
             if len(ids) <= -offset:
                 return
-            offset = ids[len(ids) + offset]
-        while self._updates:
-            head = self._updates[0]
-            update_id = head.get("update_id")
-            if isinstance(update_id, int) and update_id >= offset:
-                break
-            self._updates.popleft()
-            self.confirmed_update_ids.append(update_id if isinstance(update_id, int) else -1)
+            offset = sorted(ids)[len(ids) + offset]
+        keep: deque[dict[str, Any]] = deque()
+        for update in self._updates:
+            update_id = update.get("update_id")
+            valid = isinstance(update_id, int) and not isinstance(update_id, bool)
+            if id(update) in self._forced or (valid and update_id >= offset):
+                keep.append(update)
+            else:
+                self.confirmed_update_ids.append(update_id if valid else -1)
+        self._updates = keep
 
     def _collect(self, limit: int) -> list[dict[str, Any]]:
         allowed = self._allowed()
@@ -1375,10 +1390,12 @@ class World:
             kind = self.update_type(update)
             if kind in ALL_UPDATE_TYPES and kind not in allowed:
                 self.dropped_updates.append(update)
+                self._forced.discard(id(update))
                 continue
             keep.append(update)
             if len(batch) < limit:
                 batch.append(update)
+                self._forced.discard(id(update))
         self._updates = keep
         return batch
 

@@ -147,3 +147,16 @@ def test_world_survives_across_event_loops() -> None:
     assert aio.run(world.call("getUpdates", timeout=0.01)) == []
     world.send_message(-5, 1, "second loop")
     assert aio.run(world.call("getUpdates", timeout=0.01))[0]["message"]["text"] == "second loop"
+
+
+async def test_pushed_redelivery_is_delivered_once(world: World) -> None:
+    world.send_message(GROUP, ALICE, "/id")
+    raw = world.pending_updates()[-1]
+    first = await world.call("getUpdates")
+    await world.call("getUpdates", offset=first[-1]["update_id"] + 1)
+    world.push_update(raw)  # Telegram redelivers an update the bot already saw
+    world.push_update({"update_id": "bogus", "message": {}})
+    again = await world.call("getUpdates", offset=first[-1]["update_id"] + 1)
+    assert [u["update_id"] for u in again] == [raw["update_id"], "bogus"]
+    assert await world.call("getUpdates", offset=first[-1]["update_id"] + 1) == []
+    assert world.pending_updates() == []
