@@ -8,16 +8,17 @@ chats into a shared pool (``[points] pools``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db import retry_locked
+from bot.db import retry_locked, upsert
 from bot.models import PointsBalance, PointsEntry
 
 MAX_DELTA = 10**9
@@ -35,6 +36,19 @@ class PointsResult:
     applied: bool  # False: this reference was already in the ledger (nothing changed)
     balance: int
     delta: int
+
+
+@dataclass(frozen=True)
+class Credit:
+    """One non-negative award for ``PointsService.credit_many`` (e.g. buffered activity points)."""
+
+    chat_id: int
+    user_id: int
+    delta: int
+    reason: str
+    reference: str
+    at: datetime | None = None
+    note: str | None = None
 
 
 class PointsService:
@@ -128,6 +142,49 @@ class PointsService:
         await s.flush()
         return PointsResult(True, await self._balance(s, pool, user_id), delta)
 
+    async def credit_many(self, session: AsyncSession, credits: Sequence[Credit]) -> list[Credit]:
+        """Apply many credits in the caller's transaction (a plugin ``flush``): few statements, no commit.
+
+        Same semantics as ``change`` for each credit: a reference already in the pool's ledger (or
+        repeated within the batch) is skipped, and each balance moves by exactly the sum of the rows
+        written. Only credits (delta >= 0): debits need ``change``'s conditional UPDATE. Returns the
+        credits that were applied.
+        """
+        by_pool: dict[str, dict[str, Credit]] = defaultdict(dict)
+        for c in credits:
+            if not isinstance(c.delta, int) or c.delta < 0 or c.delta > MAX_DELTA:
+                raise ValueError(f"credit_many takes integer credits within 0..{MAX_DELTA}")
+            by_pool[self.pool_for(c.chat_id)].setdefault(c.reference, c)
+        applied: list[Credit] = []
+        rows: list[dict[str, object]] = []
+        totals: dict[tuple[str, int], int] = defaultdict(int)
+        now = self._clock.now()
+        for pool, items in by_pool.items():
+            refs = list(items)
+            seen: set[str] = set()
+            for start in range(0, len(refs), 500):  # stay under SQLite's bound-parameter limit
+                chunk = refs[start:start + 500]
+                seen.update(
+                    await session.scalars(
+                        select(PointsEntry.reference).where(PointsEntry.pool == pool, PointsEntry.reference.in_(chunk))
+                    )
+                )
+            for ref, c in items.items():
+                if ref in seen:
+                    continue
+                applied.append(c)
+                rows.append({
+                    "pool": pool, "chat_id": c.chat_id, "user_id": c.user_id, "delta": c.delta, "reason": c.reason,
+                    "reference": ref, "note": c.note, "actor_id": None, "created_at": c.at or now,
+                })
+                totals[(pool, c.user_id)] += c.delta
+        if not rows:
+            return applied
+        await upsert(session, PointsBalance, [{"pool": p, "user_id": u, "balance": d} for (p, u), d in totals.items()],
+                     ["pool", "user_id"], increment=["balance"])
+        await session.execute(insert(PointsEntry), rows)
+        return applied
+
     async def _balance(self, s: AsyncSession, pool: str, user_id: int) -> int:
         value = await s.scalar(
             select(PointsBalance.balance).where(PointsBalance.pool == pool, PointsBalance.user_id == user_id)
@@ -158,12 +215,23 @@ class PointsService:
             return int(value or 0)
 
     async def leaderboard(
-        self, chat_id: int, *, since: datetime | None = None, limit: int = 10
+        self,
+        chat_id: int,
+        *,
+        since: datetime | None = None,
+        limit: int = 10,
+        reasons: Collection[str] | None = None,
+        exclude_reasons: Collection[str] | None = None,
     ) -> list[tuple[int, int]]:
-        """(user_id, points) best first; ties broken by user id so the order is deterministic."""
+        """(user_id, points) best first; ties broken by user id so the order is deterministic.
+
+        Without ``since`` and reason filters this is the balance board; otherwise it sums the ledger
+        rows created since ``since`` whose reason is in ``reasons`` / not in ``exclude_reasons``
+        (e.g. an "activity this week" board, or "earned this month" leaving out shop spending).
+        """
         pool = self.pool_for(chat_id)
         async with self._db() as s:
-            if since is None:
+            if since is None and reasons is None and exclude_reasons is None:
                 stmt = (
                     select(PointsBalance.user_id, PointsBalance.balance)
                     .where(PointsBalance.pool == pool, PointsBalance.balance > 0)
@@ -171,9 +239,16 @@ class PointsService:
                 )
             else:
                 total = func.sum(PointsEntry.delta)
+                cond = [PointsEntry.pool == pool]
+                if since is not None:
+                    cond.append(PointsEntry.created_at >= since)
+                if reasons is not None:
+                    cond.append(PointsEntry.reason.in_(list(reasons)))
+                if exclude_reasons:
+                    cond.append(PointsEntry.reason.not_in(list(exclude_reasons)))
                 stmt = (
                     select(PointsEntry.user_id, total)
-                    .where(PointsEntry.pool == pool, PointsEntry.created_at >= since)
+                    .where(*cond)
                     .group_by(PointsEntry.user_id)
                     .having(total > 0)
                     .order_by(total.desc(), PointsEntry.user_id)
@@ -181,9 +256,18 @@ class PointsService:
             rows = (await s.execute(stmt.limit(limit) if limit else stmt)).all()
             return [(int(u), int(p)) for u, p in rows]
 
-    async def rank(self, chat_id: int, user_id: int, *, since: datetime | None = None) -> tuple[int, int] | None:
+    async def rank(
+        self,
+        chat_id: int,
+        user_id: int,
+        *,
+        since: datetime | None = None,
+        reasons: Collection[str] | None = None,
+        exclude_reasons: Collection[str] | None = None,
+    ) -> tuple[int, int] | None:
         """(rank, points) of one member on the same board as ``leaderboard``; None when not on it."""
-        board = await self.leaderboard(chat_id, since=since, limit=0)
+        board = await self.leaderboard(chat_id, since=since, limit=0, reasons=reasons,
+                                       exclude_reasons=exclude_reasons)
         for index, (uid, points) in enumerate(board, start=1):
             if uid == user_id:
                 return index, points
