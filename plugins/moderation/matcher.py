@@ -1,0 +1,124 @@
+"""Banned-word matching: normalized text against a pyahocorasick automaton (built once per chat).
+
+Words are literal: a word is reduced with the same ``squeeze`` as the message (trad -> simp,
+full-width -> half-width, case-folded, spaces, punctuation, emoji and zero-width characters removed),
+so "骗 子", "骗*子", "骗\u200b子" and "騙子" all hit "骗子", and "a.*b" is never a regex. A word made only
+of symbols ("***", "🔞") has an empty squeezed form; it is matched on the normalized text instead.
+Optional pinyin matching catches spelled-out evasions ("pianzi", "Pian Zi") and, with homophones on,
+sound-alike characters ("骗紫"); it needs pinyin of at least ``MIN_PINYIN`` letters to avoid noise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import ahocorasick
+
+from plugins.moderation.parsing import Action
+
+MIN_PINYIN = 4
+_CJK_RE = re.compile(r"[\u3400-\u9fff]")
+
+
+class Normalizer(Protocol):
+    def normalize(self, text: str) -> str: ...
+    def strip(self, normalized: str) -> str: ...
+    def pinyin(self, text: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class WordEntry:
+    word: str  # as the admin typed it
+    action: Action
+    origin: str = "chat"  # chat | config | file
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry: WordEntry
+    via: str  # text | symbols | pinyin
+
+
+def word_key(normalizer: Normalizer, word: str) -> str:
+    """The squeezed form a word is stored and matched under ("" for symbol-only words)."""
+    return normalizer.strip(normalizer.normalize(word))
+
+
+def _automaton(pairs: Iterable[tuple[str, WordEntry]]) -> Any | None:
+    auto = ahocorasick.Automaton()
+    count = 0
+    for key, entry in pairs:
+        existing = auto.get(key, None)
+        # Two words with one key (骗子 and 騙子): keep the stronger action.
+        if existing is None or entry.action.rank > existing.action.rank:
+            auto.add_word(key, entry)
+            count += 1 if existing is None else 0
+    if count == 0:
+        return None
+    auto.make_automaton()
+    return auto
+
+
+class WordMatcher:
+    """Immutable after construction; ``match`` is safe to call from any task."""
+
+    def __init__(
+        self, normalizer: Normalizer, entries: Iterable[WordEntry], *, pinyin: bool = False,
+        homophones: bool = False,
+    ) -> None:
+        self._norm = normalizer
+        self.entries = list(entries)
+        text_pairs: list[tuple[str, WordEntry]] = []
+        symbol_pairs: list[tuple[str, WordEntry]] = []
+        pinyin_pairs: list[tuple[str, WordEntry]] = []
+        for entry in self.entries:
+            normalized = normalizer.normalize(entry.word)
+            key = normalizer.strip(normalized)
+            if key:
+                text_pairs.append((key, entry))
+                if pinyin and _CJK_RE.search(key):
+                    py = normalizer.pinyin(key)
+                    if len(py) >= MIN_PINYIN:
+                        pinyin_pairs.append((py, entry))
+            else:
+                sym = "".join(normalized.split())
+                if sym:
+                    symbol_pairs.append((sym, entry))
+        self._text = _automaton(text_pairs)
+        self._symbols = _automaton(symbol_pairs)
+        self._pinyin = _automaton(pinyin_pairs)
+        self._homophones = homophones and self._pinyin is not None
+        self.size = len(self.entries)
+
+    @staticmethod
+    def _best(auto: Any, text: str, via: str, best: Hit | None) -> Hit | None:
+        for _end, entry in auto.iter(text):
+            if best is None or entry.action.rank > best.entry.action.rank:
+                best = Hit(entry, via)
+        return best
+
+    def match(self, text: str) -> Hit | None:
+        """The matched word with the strongest action, or None."""
+        if not text:
+            return None
+        normalized = self._norm.normalize(text)
+        return self.match_parts(normalized, self._norm.strip(normalized))
+
+    def match_parts(self, normalized: str, squeezed: str) -> Hit | None:
+        """``match`` for callers that already hold ``normalize(text)`` and its ``strip``."""
+        best: Hit | None = None
+        if self._text is not None and squeezed:
+            best = self._best(self._text, squeezed, "text", best)
+        if self._symbols is not None:
+            best = self._best(self._symbols, "".join(normalized.split()), "symbols", best)
+        if self._pinyin is not None and squeezed:
+            # Spelled-out pinyin ("pianzi") is already in the squeezed text: no conversion needed.
+            latin = squeezed if squeezed.isascii() else "".join(ch for ch in squeezed if "a" <= ch <= "z")
+            if len(latin) >= MIN_PINYIN:
+                best = self._best(self._pinyin, latin, "pinyin", best)
+            if self._homophones and best is None and _CJK_RE.search(squeezed):
+                best = self._best(self._pinyin, self._norm.pinyin(squeezed), "pinyin", best)
+        return best
