@@ -80,3 +80,53 @@ async def test_world_call_and_user_side_errors(world: World) -> None:
     )
     assert sent["text"] == "123"
     assert world.calls[-1].params["chat_id"] == GROUP and world.calls[-1].ok
+
+
+async def test_misc_methods_have_no_internal_errors(world: World) -> None:
+    call = world.call
+    link = await call(
+        "createChatInviteLink", chat_id=GROUP, member_limit=1, expire_date=int(world.now()) + 3600
+    )
+    edited = await call("editChatInviteLink", chat_id=GROUP, invite_link=link["invite_link"], name="活动")
+    assert edited["name"] == "活动" and edited["member_limit"] == 1
+    world.add_user(301, "Dave")
+    world.add_user(302, "Eve")
+    world.join(GROUP, 301, invite_link=link["invite_link"])
+    with pytest.raises(WorldError, match="member limit"):
+        world.join(GROUP, 302, invite_link=link["invite_link"])
+    note = await call(
+        "sendMessage", chat_id=GROUP, text="*粗* _斜_ `code` [链接](https://t.me/x)", parse_mode="Markdown"
+    )
+    assert note["text"] == "粗 斜 code 链接"
+    assert [e["type"] for e in note["entities"]] == ["bold", "italic", "code", "text_link"]
+    assert await call("pinChatMessage", chat_id=GROUP, message_id=note["message_id"])
+    assert await call("unpinChatMessage", chat_id=GROUP, message_id=note["message_id"])
+    assert await call("setChatDescription", chat_id=GROUP, description="福利群")
+    video = await call("sendVideo", chat_id=GROUP, video="https://cdn.example.com/v.mp4", caption="看")
+    assert video["video"]["file_name"] == "v.mp4"
+    anim = await call("sendAnimation", chat_id=GROUP, animation="CgACAgQ")
+    copied = await call(
+        "copyMessage", chat_id=OTHER, from_chat_id=GROUP, message_id=video["message_id"], caption="转"
+    )
+    assert world.message(OTHER, copied["message_id"])["caption"] == "转"  # type: ignore[index]
+    poll = await call(
+        "sendPoll",
+        chat_id=GROUP,
+        question="Q",
+        options=[{"text": "a"}, {"text": "b"}],
+        allows_multiple_answers=True,
+        open_period=60,
+    )
+    world.vote_poll(poll["poll"]["id"], ALICE, [0, 1])
+    assert [World.update_type(u) for u in world.pending_updates()[-1:]] == ["poll"]  # anonymous: no answer
+    stopped = await call(
+        "stopPoll",
+        chat_id=GROUP,
+        message_id=poll["message_id"],
+        reply_markup={"inline_keyboard": [[{"text": "结果", "url": "https://t.me/x"}]]},
+    )
+    assert stopped["is_closed"] and stopped["options"][0]["voter_count"] == 1
+    assert await call("deleteMessage", chat_id=GROUP, message_id=anim["message_id"])
+    assert await call("getMyCommands", scope={"type": "all_group_chats"}) == []
+    assert await call("logOut") and await call("close")
+    assert world.internal_errors == []
