@@ -287,7 +287,7 @@ def parse_pk(args: str) -> PkSpec:
         duration = _take_duration_token(tokens)
         if duration is not None:
             side_b = side_b[: side_b.rstrip().rfind(" ")].strip() if " " in side_b.strip() else ""
-    if not side_a or not side_b:
+    if not side_a or not side_b or parse_duration(side_b) is not None:
         raise ParseError("两边的观点都不能为空，例如：/pk 甜粽子 vs 咸粽子 2h")
     if max(len(side_a), len(side_b)) > PK_SIDE_MAX:
         raise ParseError("每边的观点最多 {max} 个字符。", max=PK_SIDE_MAX)
