@@ -301,23 +301,25 @@ async def _deduct_points(app: App, case: Case, warn_id: int, points: int) -> Non
 async def announcement(app: App, case: Case, outcome: Outcome, _: Callable[[str], str]) -> str:
     effect = outcome.effect or case.action
     who = await app.members.mention(case.user_id) if case.user_id is not None else _("频道身份")
-    reason = f"\n{_('原因')}：{html.escape(case.reason)}" if case.reason else ""
-    warns = f"（{_('警告')} {outcome.warns}/{outcome.ladder_len}）" if outcome.warns else ""
     kind = effect.kind
     if kind == "notice":
-        line = f"⚠️ {who} {_('被警告')}{warns}"
+        line = f"⚠️ {who} {_('被警告')}"
     elif kind == "mute":
-        line = f"🔇 {who} {_('被禁言')} {format_duration(effect.seconds, _)}{warns}"
+        line = f"🔇 {who} {_('被禁言')} {format_duration(effect.seconds, _)}"
     elif kind == "ban":
         span = f" {format_duration(effect.seconds, _)}" if effect.seconds else ""
-        line = f"⛔ {who} {_('已被封禁')}{span}{warns}"
+        line = f"⛔ {who} {_('已被封禁')}{span}"
     elif kind == "kick":
-        line = f"👢 {who} {_('已被移出本群')}{warns}"
+        line = f"👢 {who} {_('已被移出本群')}"
     else:
         line = f"🧹 {_('已删除')} {who} {_('的消息')}"
-    if case.rule != "manual":
-        line += f"（{rule_label(case.rule, _)}）"
-    line += reason
+    notes = [rule_label(case.rule, _)] if case.rule != "manual" else []
+    if outcome.warns:
+        notes.append(f"{_('警告')} {outcome.warns}/{outcome.ladder_len}")
+    if notes:
+        line += "（" + "，".join(notes) + "）"
+    if case.reason:
+        line += f"\n{_('原因')}：{html.escape(case.reason)}"
     if outcome.reset:
         line += "\n" + _("警告已清零。")
     if outcome.status == "no_rights":

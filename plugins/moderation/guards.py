@@ -206,7 +206,7 @@ async def guard(message: Message, ctx: Ctx) -> bool:
             detail = ctx._("命中") + f"：「{html.escape(hit.entry.word)}」" + (
                 f"（{ctx._('拼音')}）" if hit.via == "pinyin" else "")
             await enforce(app, case("blacklist", hit.entry.action, f"msg:{mid}", delete_ids=[mid],
-                                    reason=ctx._("违禁词"), detail=detail, add_warn=True))
+                                    detail=detail, add_warn=True))
             return True
 
     if cfg.spam_enabled and target is not None and not approved:

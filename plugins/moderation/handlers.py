@@ -374,8 +374,6 @@ async def cmd_addblacklist(message: Message, ctx: Ctx) -> None:
     seen: set[str] = set()
     for word in words:
         key = word_key(normalizer, word) if len(word) <= MAX_WORD_CHARS else ""
-        if not key and len(word) <= MAX_WORD_CHARS:
-            key = "".join(normalizer.normalize(word).split())
         if not key:
             invalid.append(word)
             continue
@@ -409,7 +407,7 @@ async def cmd_rmblacklist(message: Message, ctx: Ctx) -> None:
     normalizer = _rt(ctx).normalizer
     keys = {}
     for w in words:
-        key = word_key(normalizer, w) or "".join(normalizer.normalize(w).split())
+        key = word_key(normalizer, w)
         if key:
             keys[key] = w
     async with ctx.db() as s, s.begin():

@@ -1,9 +1,10 @@
 """Banned-word matching: normalized text against a pyahocorasick automaton (built once per chat).
 
-Words are literal: a word is reduced with the same ``squeeze`` as the message (trad -> simp,
-full-width -> half-width, case-folded, spaces, punctuation, emoji and zero-width characters removed),
-so "骗 子", "骗*子", "骗\u200b子" and "騙子" all hit "骗子", and "a.*b" is never a regex. A word made only
-of symbols ("***", "🔞") has an empty squeezed form; it is matched on the normalized text instead.
+Words are literal, never patterns. A word of letters and digits is matched on the ``squeeze``d message
+(trad -> simp, full-width -> half-width, case-folded, spaces, punctuation, emoji and zero-width
+characters removed), so "骗 子", "骗*子", "骗\u200b子" and "騙子" all hit "骗子". A word that itself contains
+symbols ("a.*b", "[x]+", "🔞福利") is matched literally on the normalized message with only whitespace
+and invisible characters removed: "a.*b" hits "A .* B" but never "axxb" or "ab".
 Optional pinyin matching catches spelled-out evasions ("pianzi", "Pian Zi") and, with homophones on,
 sound-alike characters ("骗紫"); it needs pinyin of at least ``MIN_PINYIN`` letters to avoid noise.
 """
@@ -21,6 +22,11 @@ from plugins.moderation.parsing import Action
 
 MIN_PINYIN = 4
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")
+# Whitespace and invisible characters (zero-width, joiners, direction marks, variation selectors).
+_INVISIBLE_RE = re.compile(
+    r"[\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    r"\u3164\ufe00-\ufe0f\ufeff]+"
+)
 
 
 class Normalizer(Protocol):
@@ -42,9 +48,24 @@ class Hit:
     via: str  # text | symbols | pinyin
 
 
+def visible(normalized: str) -> str:
+    return _INVISIBLE_RE.sub("", normalized)
+
+
+def word_form(normalizer: Normalizer, word: str) -> tuple[str, bool]:
+    """(key, literal): the squeezed form for plain words; the visible normalized form for words with
+    symbols (literal=True). The key is "" for a word of only whitespace/invisible characters."""
+    normalized = normalizer.normalize(word)
+    squeezed = normalizer.strip(normalized)
+    shown = visible(normalized)
+    if squeezed == shown:
+        return squeezed, False
+    return shown, True
+
+
 def word_key(normalizer: Normalizer, word: str) -> str:
-    """The squeezed form a word is stored and matched under ("" for symbol-only words)."""
-    return normalizer.strip(normalizer.normalize(word))
+    """The form a word is stored (one entry per key) and matched under."""
+    return word_form(normalizer, word)[0]
 
 
 def _automaton(pairs: Iterable[tuple[str, WordEntry]]) -> Any | None:
@@ -75,18 +96,17 @@ class WordMatcher:
         symbol_pairs: list[tuple[str, WordEntry]] = []
         pinyin_pairs: list[tuple[str, WordEntry]] = []
         for entry in self.entries:
-            normalized = normalizer.normalize(entry.word)
-            key = normalizer.strip(normalized)
-            if key:
-                text_pairs.append((key, entry))
-                if pinyin and _CJK_RE.search(key):
-                    py = normalizer.pinyin(key)
-                    if len(py) >= MIN_PINYIN:
-                        pinyin_pairs.append((py, entry))
-            else:
-                sym = "".join(normalized.split())
-                if sym:
-                    symbol_pairs.append((sym, entry))
+            key, literal = word_form(normalizer, entry.word)
+            if not key:
+                continue
+            if literal:
+                symbol_pairs.append((key, entry))
+                continue
+            text_pairs.append((key, entry))
+            if pinyin and _CJK_RE.search(key):
+                py = normalizer.pinyin(key)
+                if len(py) >= MIN_PINYIN:
+                    pinyin_pairs.append((py, entry))
         self._text = _automaton(text_pairs)
         self._symbols = _automaton(symbol_pairs)
         self._pinyin = _automaton(pinyin_pairs)
@@ -113,7 +133,7 @@ class WordMatcher:
         if self._text is not None and squeezed:
             best = self._best(self._text, squeezed, "text", best)
         if self._symbols is not None:
-            best = self._best(self._symbols, "".join(normalized.split()), "symbols", best)
+            best = self._best(self._symbols, visible(normalized), "symbols", best)
         if self._pinyin is not None and squeezed:
             # Spelled-out pinyin ("pianzi") is already in the squeezed text: no conversion needed.
             latin = squeezed if squeezed.isascii() else "".join(ch for ch in squeezed if "a" <= ch <= "z")
