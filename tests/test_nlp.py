@@ -90,19 +90,15 @@ def test_shipped_user_dict_is_big_enough() -> None:
         assert must in words
 
 
-def test_ops_user_dict_and_quiet_init(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+async def test_ops_user_dict_async_warm_up_and_quiet_init(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     extra = tmp_path / "ops.txt"
     extra.write_text("# ops words\n奇怪新词儿 10 n\n梅花鹿群\n\n", encoding="utf-8")
     service = NlpService(user_dict=extra)
     capfd.readouterr()
+    await service.warm_up_async()
+    assert capfd.readouterr().err == ""  # jieba's "Building prefix dict ..." chatter is suppressed
     assert "奇怪新词儿" in service.tokenize("这是奇怪新词儿吧")
     assert "梅花鹿群" in service.tokenize("欢迎来到梅花鹿群")
-    assert capfd.readouterr().err == ""  # jieba's "Building prefix dict ..." chatter is suppressed
-
-
-async def test_warm_up_async() -> None:
-    service = NlpService()
-    await service.warm_up_async()
     assert service.tokenize("好评") == ["好评"]
 
 
