@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     nlp = sub.add_parser("nlp", help="NLP tools").add_subparsers(dest="nlp_command", required=True)
     p = nlp.add_parser("eval", help="evaluate the sentiment scorer on a CSV with columns label,review")
     p.add_argument("file")
-    p.add_argument("--scorer", default="bayes")
+    p.add_argument("--scorer", default="logreg")
     p.add_argument("--limit", type=int, default=None)
     p.set_defaults(func=cmd_nlp_eval)
 

@@ -85,7 +85,7 @@ class BotSettings(_Section):
 
 
 class NlpSettings(_Section):
-    scorer: str = "bayes"
+    scorer: str = "logreg"
     user_dict: str | None = None
 
 
