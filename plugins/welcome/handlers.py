@@ -229,8 +229,8 @@ async def _verified(app: App, chat_id: int, user_id: int) -> None:
 async def _needs_captcha(app: App, cfg: WelcomeConfig, ev: MemberJoined, had_left_captcha: bool) -> bool:
     chat_id = ev.chat_id
     assert chat_id is not None
-    if cfg.captcha == "off":
-        return False
+    if cfg.captcha == "off" or ev.is_bot:
+        return False  # bots cannot press buttons; an admin added them (skip_bots = false)
     if await app.admins.is_admin(chat_id, ev.user_id):
         return False
     if ev.invited_by is not None and ev.invite_link is None and await app.admins.is_admin(chat_id, ev.invited_by):
@@ -682,7 +682,8 @@ async def cmd_setwelcome(message: Message, ctx: Ctx) -> None:
     cfg = await _store(ctx, {"text": text})
     user = message.from_user
     sample = [Joiner(user.id, display_name(user.first_name, user.last_name, user.username), False)] if user else []
-    preview = await _greeting(ctx.app, cfg, message.chat.id, message.chat.title or "", sample, _)
+    assert ctx.chat_id is not None
+    preview = await _greeting(ctx.app, cfg, ctx.chat_id, message.chat.title or "", sample, _)
     ctx.reply(message, _("✅ 欢迎语已保存。预览：") + "\n\n" + preview)
 
 

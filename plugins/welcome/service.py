@@ -314,10 +314,12 @@ async def get_captcha(session: AsyncSession, chat_id: int, user_id: int) -> Capt
 
 
 async def open_captcha(
-    session: AsyncSession, chat_id: int, user_id: int, *, token: str, mode: str, answer: int,
+    session: AsyncSession, chat_id: int, user_id: int, *, token: str, mode: str, answer: str,
     deadline: datetime, now: datetime,
 ) -> bool:
-    """Start a captcha for the member; False when one is already open (a rejoin or a repeat)."""
+    """Start a captcha for the member; False when one is already open (a rejoin or a repeat).
+
+    ``answer`` is "<right index>/<number of buttons>"."""
     row = await session.get(Captcha, (chat_id, user_id))
     if row is not None and row.status in OPEN_STATUSES:
         return False
@@ -327,7 +329,7 @@ async def open_captcha(
     row.token = token
     row.message_id = None
     row.mode = mode
-    row.answer = str(answer)
+    row.answer = answer
     row.attempts = 0
     row.deadline = deadline
     row.status = PENDING
@@ -367,7 +369,7 @@ async def add_attempt(session: AsyncSession, chat_id: int, user_id: int, token: 
         .values(attempts=Captcha.attempts + 1)
     )
     row = await session.get(Captcha, (chat_id, user_id), populate_existing=True)
-    return row.attempts if row is not None and row.status == PENDING else 0
+    return row.attempts if row is not None and row.token == token and row.status == PENDING else 0
 
 
 async def attach_message(
