@@ -368,6 +368,8 @@ async def _send_batch(app: App, chat_id: int, batch: Batch) -> None:
         prompt = " ".join(mention_html(m.user_id, m.name) for m in captcha_members[: cfg.raid_max_mentions]) \
             + " " + prompt
     text = f"{greeting}\n\n{prompt}" if greeting else prompt
+    if len(text) > 4096:
+        text = prompt if len(prompt) <= 4096 else _captcha_prompt(cfg, batch.challenge, _)
     sent = await app.send_text(chat_id, text, reply_markup=_keyboard(batch.challenge, batch.token))
     if sent is None:
         log.warning("welcome: captcha message to %s failed; releasing %d member(s)", chat_id, len(captcha_members))
@@ -742,7 +744,7 @@ async def _summary(ctx: Ctx, cfg: WelcomeConfig) -> str:
         captcha += " · " + _("{n} 秒").replace("{n}", str(cfg.captcha_timeout))
         captcha += " · " + (_("失败踢出") if cfg.captcha_kick else _("失败保持禁言"))
         if cfg.captcha in ("math", "question"):
-            captcha += " · " + _("可答错 {n} 次").replace("{n}", str(cfg.captcha_attempts - 1))
+            captcha += " · " + _("可尝试 {n} 次").replace("{n}", str(cfg.captcha_attempts))
     lines.append(captcha)
     if cfg.captcha != "off" and not await app.admins.bot_can(ctx.chat_id, "can_restrict_members"):
         lines.append(_("⚠️ 机器人没有“限制成员”权限，验证不会生效。"))

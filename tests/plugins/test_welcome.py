@@ -415,3 +415,46 @@ async def test_rules_and_welcome_commands(make_harness: Any) -> None:
     cfg = await h.app.chat_config.get(GROUP, "welcome")
     assert cfg.text == "" and cfg.captcha == "math" and cfg.captcha_timeout == 60  # type: ignore[attr-defined]
     assert (await h.app.chat_config.get(OTHER_GROUP, "welcome")).captcha == "button"  # type: ignore[attr-defined]
+
+
+async def test_raid_batch_survives_restart_and_late_flush_gives_full_time(make_harness: Any) -> None:
+    h = await start(make_harness)
+    fans = [2201, 2202, 2203]
+    for uid in fans:
+        h.world.add_user(uid, f"粉丝{uid}")
+        await h.join(GROUP, uid)
+    assert len(sends(h)) == 1
+    await h.restart()
+    await h.advance(100)  # the bot was down: the window closes 95 s late
+    merged = sends(h)[-1]
+    assert len(sends(h)) == 2 and all(f"tg://user?id={u}" in merged.params["text"] for u in fans[1:])
+    await h.advance(100)  # t+200: the first fan's time is up, the merged ones got 120 s from t+100
+    assert [c.params["user_id"] for c in h.calls("banChatMember")] == [fans[0]]
+    await h.advance(25)
+    assert sorted(c.params["user_id"] for c in h.calls("banChatMember")) == sorted(fans)
+    assert h.world.is_deleted(GROUP, merged.result["message_id"])
+
+
+async def test_member_leaving_before_the_merged_greeting_is_left_out(make_harness: Any) -> None:
+    h = await start(make_harness, captcha="off")
+    await h.join(GROUP, DAVE)
+    h.world.add_user(2301, "路人甲")
+    h.world.add_user(2302, "路人乙")
+    await h.join(GROUP, 2301)
+    await h.join(GROUP, 2302)
+    await h.leave(GROUP, 2301)
+    await h.advance(5)
+    merged = sends(h)[-1].params["text"]
+    assert "tg://user?id=2302" in merged and "tg://user?id=2301" not in merged
+
+
+async def test_english_chat_gets_english_captcha(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.say(GROUP, CREATOR, "/lang en")
+    await h.join(GROUP, DAVE)
+    [captcha] = captcha_messages(h)
+    assert [b["text"] for b in buttons(captcha)] == ["✅ I'm human"]
+    assert captcha.params["text"].startswith("Welcome to 粉丝福利群, <a")
+    message_id, _right, _ = await right_data(h, DAVE)
+    await h.press(GROUP, ALICE, message_id, _right)
+    assert answers(h)[-1]["text"].startswith("This captcha is not for you")

@@ -223,3 +223,15 @@ async def test_captcha_lifecycle(engine: AsyncEngine) -> None:
         assert await service.claim(s, -1, 7, "dddddddddd", (PENDING,), LEFT)
         assert await service.open_members(s, -1, "dddddddddd") == []
         assert await service.open_members(s, -2, "cccccccccc") == [7]
+
+
+def test_config_example_lists_every_key_with_its_default() -> None:
+    import tomllib
+    from pathlib import Path
+
+    import plugins.welcome
+
+    path = Path(plugins.welcome.__file__).parent / "config.example.toml"
+    table = tomllib.loads(path.read_text(encoding="utf-8"))["plugins"]["welcome"]
+    assert set(table) == set(WelcomeConfig.model_fields)
+    assert WelcomeConfig.model_validate(table) == WelcomeConfig()
