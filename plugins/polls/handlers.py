@@ -204,10 +204,14 @@ async def cmd_lottery(message: Message, ctx: Ctx) -> None:
         headcount = await app.bot.get_chat_member_count(chat_id=chat_id)
     except TelegramAPIError:
         headcount = None
-    if headcount is not None and spec.winners > max(0, headcount - 1):
-        raise UsageError(
-            ctx._("中奖名额（{n}）不能多于群成员数（{m}）。").format(n=spec.winners, m=max(0, headcount - 1))
-        )
+    if headcount is not None:
+        # The bot never takes part, nor (by default) the admins.
+        left_out = len(await app.admins.admins(chat_id) | {app.bot.id: None}) if cfg.lottery_exclude_admins else 1
+        possible = max(0, headcount - left_out)
+        if spec.winners > possible:
+            raise UsageError(
+                ctx._("中奖名额（{n}）不能多于可参与的群成员数（{m}）。").format(n=spec.winners, m=possible)
+            )
     rt = rt_of(app)
     if spec.keyword and rt.normalize(spec.keyword) in rt.keywords.get(chat_id, {}):
         raise UsageError(ctx._("本群已有进行中的抽奖在用这个口令：{keyword}").format(keyword=esc(spec.keyword)))
@@ -410,6 +414,7 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
         await _answer(query, ctx._("这个活动已经结束了。"), alert=True)
         return
     user = query.from_user
+    app.members.touch(user, None, ctx.now(), spoke=False)  # so results can name members who never spoke
     if user.is_bot or not await engine.is_member(app, contest.chat_id, user.id):
         await _answer(query, ctx._("只有本群成员可以参与。"), alert=True)
         return
@@ -480,6 +485,7 @@ async def on_poll_answer(answer: PollAnswer, ctx: Ctx) -> None:
         return
     ids = [int(i) for i in answer.option_ids]
     now = ctx.now()
+    ctx.app.members.touch(answer.user, None, now, spoke=False)  # so the result can name the voter
     rt.buf_answers[(contest_id, answer.user.id)] = {
         "contest_id": contest_id, "user_id": answer.user.id, "choice": ids[0] if ids else None, "choices": ids,
         "source": "poll", "created_at": now, "updated_at": now,

@@ -250,9 +250,14 @@ class PkSpec:
 
 
 def _take_duration_token(tokens: list[str]) -> int | None:
-    """Pop a trailing duration token when there is more than that token."""
+    """Pop a trailing duration ("2h", or "10 years" as two tokens) when more than that is left."""
     if len(tokens) < 2:
         return None
+    if len(tokens) >= 3 and re.fullmatch(r"[\d.]+", tokens[-2]):
+        seconds = parse_duration(tokens[-2] + tokens[-1])
+        if seconds is not None:
+            del tokens[-2:]
+            return seconds
     last = tokens[-1]
     seconds = parse_duration(last)
     if seconds is not None:
@@ -286,7 +291,7 @@ def parse_pk(args: str) -> PkSpec:
         tokens = side_b.split()
         duration = _take_duration_token(tokens)
         if duration is not None:
-            side_b = side_b[: side_b.rstrip().rfind(" ")].strip() if " " in side_b.strip() else ""
+            side_b = " ".join(tokens)
     if not side_a or not side_b or parse_duration(side_b) is not None:
         raise ParseError("两边的观点都不能为空，例如：/pk 甜粽子 vs 咸粽子 2h")
     if max(len(side_a), len(side_b)) > PK_SIDE_MAX:
