@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from bot.services.timers import TimerFire
@@ -247,8 +246,9 @@ async def test_forged_callback_data_is_refused(make_harness: Any) -> None:
     pk_mid = last_bot_message(h)["message_id"]
     await h.say(OTHER_GROUP, ADMIN, "/pk X vs Y 1h")
     other_mid = last_bot_message(h, OTHER_GROUP)["message_id"]
-    for data in ("polls:v:999:0", "polls:v:abc", "polls:v:1:7", "polls:j:1", "polls:v:2:0", "polls:", "polls:v:" + "9" * 70,
-                 "polls:v:1:0:extra"):
+    forged = ("polls:v:999:0", "polls:v:abc", "polls:v:1:7", "polls:j:1", "polls:v:2:0", "polls:",
+              "polls:v:" + "9" * 70, "polls:v:1:0:extra")
+    for data in forged:
         query = await forge_press(h, GROUP, ALICE, pk_mid, data)
         assert "无效的按钮" in answer_of(h, query), data
     wrong_message = await forge_press(h, OTHER_GROUP, ALICE, other_mid, "polls:v:1:0")
