@@ -873,6 +873,7 @@ async def _append_to_card(app: App, query: CallbackQuery, line: str) -> None:
 
 async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
     data = query.data or ""
+    ctx.app.members.touch(query.from_user, None, ctx.now(), spoke=False)  # so the log names the presser
     try:
         if data.startswith(UNDO_PREFIX):
             await _on_undo(query, ctx, data[len(UNDO_PREFIX):])
