@@ -311,3 +311,37 @@ async def test_service_votes_switch_and_close_once(db) -> None:  # type: ignore[
     async with db() as s:
         closed = await service.get(s, contest.id)
         assert closed is not None and closed.result == {"x": 1} and closed.status == "closed"
+
+
+# ------------------------------------------------------------------------------------------ i18n
+def _msgids() -> set[str]:
+    import ast
+
+    ids = {"{n}天", "{n}小时", "{n}分钟", "{n}秒"}  # format_duration's table
+    for path in (Path(__file__).parents[2] / "plugins" / "polls").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            fn = node.func
+            name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            first = node.args[0]
+            if name in ("_", "N_", "ParseError") and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                ids.add(first.value)
+    return ids
+
+
+def test_every_message_has_an_english_translation_with_the_same_placeholders() -> None:
+    import string
+
+    from bot.i18n import parse_po
+
+    catalog = parse_po((Path(__file__).parents[2] / "plugins/polls/locales/en.po").read_text(encoding="utf-8"))
+    ids = _msgids()
+    assert len(ids) > 100
+    missing = sorted(ids - set(catalog))
+    assert not missing, missing
+    fields = string.Formatter()
+    for msgid in ids:
+        zh = {f for _, f, _, _ in fields.parse(msgid) if f}
+        en = {f for _, f, _, _ in fields.parse(catalog[msgid]) if f}
+        assert zh == en, (msgid, catalog[msgid])
