@@ -139,6 +139,8 @@ def main() -> int:
             everything = list(discover())
             if args.variant == "full":
                 plugins = everything
+            elif args.variant == "core":
+                plugins = []
             elif args.variant.startswith("without:"):
                 plugins = [p for p in everything if p != args.variant.split(":", 1)[1]]
             elif args.variant.startswith("only:"):

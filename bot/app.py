@@ -224,6 +224,9 @@ class App:
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self, *, background: bool = True) -> None:
         await self.updates.load()
+        if any(p.uses_nlp for p in self.plugins.values()):
+            # ~1 s and ~70 MB for jieba: paid once here, never on a member's message.
+            await asyncio.to_thread(self.nlp.warm_up)
         try:
             me = await self.bot.me()
             self.bot_username = me.username

@@ -109,6 +109,9 @@ class Plugin:
     on_shutdown: Hook | None = None
     # Writes buffered high-volume data inside the core's batch transaction (no commit of its own).
     flush: FlushHook | None = None
+    # True when the plugin calls app.nlp (jieba, sentiment): the core loads them once at start,
+    # not on the first message.
+    uses_nlp: bool = False
     # Order among plugins for guards/observers (lower first): moderation guards run before others.
     order: int = 100
     # Adds ``qunbot <sub-command>``s: called with argparse's sub-parsers; each sets ``func(args) -> int``.
