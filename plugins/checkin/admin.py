@@ -28,7 +28,7 @@ from bot.plugin import UsageError
 from bot.services.points import InsufficientPoints
 from plugins.checkin import service, shop
 from plugins.checkin.activity import announce_level
-from plugins.checkin.handlers import cfg_of, fmt, target_of
+from plugins.checkin.handlers import cfg_of, fmt, name_for, target_of
 from plugins.checkin.models import ITEM_KINDS
 
 if TYPE_CHECKING:
@@ -376,7 +376,8 @@ async def cmd_orders(message: Message, ctx: Ctx) -> None:
         return
     lines = ["📋 <b>" + ctx._("待发放的兑换") + "</b>"]
     for r in rows:
-        lines.append(f"#{r.id} {html.escape(r.item_name)} — {html.escape(await ctx.app.members.name_of(r.user_id))}")
+        who = await name_for(ctx.app, ctx.chat_id, r.user_id)
+        lines.append(f"#{r.id} {html.escape(r.item_name)} — {html.escape(who)}")
     lines.append(ctx._("发放后发送 /fulfill 编号"))
     ctx.reply(message, "\n".join(lines))
 

@@ -6,10 +6,12 @@ import html
 import logging
 from typing import TYPE_CHECKING
 
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.plugin import UsageError
 from bot.services.events import BotStarted, CheckedIn
+from bot.services.members import display_name
 from plugins.checkin import boards, invites, service, shop
 from plugins.checkin.config import CheckinConfig
 from plugins.checkin.levels import progress_bar
@@ -41,6 +43,20 @@ def sender_id(message: Message, ctx: Ctx) -> int | None:
     if message.sender_chat is not None or message.from_user is None or message.from_user.is_bot:
         return None
     return message.from_user.id
+
+
+async def name_for(app: App, chat_id: int, user_id: int) -> str:
+    """A member's display name (plain text); asks Telegram once for members the bot never saw speak."""
+    name = await app.members.name_of(user_id)
+    if name != str(user_id):
+        return name
+    try:
+        member = await app.bot.get_chat_member(chat_id=chat_id, user_id=user_id)
+    except TelegramAPIError:
+        return name
+    user = member.user
+    app.members.touch(user, None, app.clock.now(), spoke=False)
+    return display_name(user.first_name, user.last_name, user.username)
 
 
 async def target_of(message: Message, ctx: Ctx, args: str) -> tuple[int | None, str]:
@@ -134,7 +150,7 @@ async def render_card(ctx: Ctx, user_id: int) -> str:
     assert ctx.chat_id is not None
     cfg = cfg_of(ctx)
     c = await service.card(ctx.app, cfg, ctx.chat_id, user_id, tz=ctx.tz)
-    name = html.escape(await ctx.app.members.name_of(user_id))
+    name = html.escape(await name_for(ctx.app, ctx.chat_id, user_id))
     head = ctx._("<b>{name} 的积分卡</b>").format(name=name)
     if c.title:
         head += f" · 「{html.escape(c.title)}」"
@@ -210,7 +226,7 @@ async def cmd_top(message: Message, ctx: Ctx) -> None:
         lines.append(ctx._("还没有人上榜，快来签到吧！"))
     for index, (uid, value) in enumerate(rows[: cfg.top_size], start=1):
         badge = MEDALS[index - 1] if index <= len(MEDALS) else f"{index}."
-        lines.append(f"{badge} {html.escape(await ctx.app.members.name_of(uid))} — {value} {unit}")
+        lines.append(f"{badge} {html.escape(await name_for(ctx.app, ctx.chat_id, uid))} — {value} {unit}")
     uid = sender_id(message, ctx)
     if uid is not None:
         mine = boards.rank_in(rows, uid)
@@ -397,7 +413,7 @@ async def cmd_invites(message: Message, ctx: Ctx) -> None:
     for index, (uid, count) in enumerate(rows[: cfg.top_size], start=1):
         badge = MEDALS[index - 1] if index <= len(MEDALS) else f"{index}."
         lines.append(ctx._("{badge} {name} — {n} 人").format(
-            badge=badge, name=html.escape(await ctx.app.members.name_of(uid)), n=count))
+            badge=badge, name=html.escape(await name_for(ctx.app, ctx.chat_id, uid)), n=count))
     uid = sender_id(message, ctx)
     if uid is not None:
         mine = await invites.stats(ctx.app, ctx.chat_id, uid)
