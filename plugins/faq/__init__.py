@@ -24,14 +24,14 @@ plugin = Plugin(
     commands=(
         Command(
             "filter", handlers.cmd_filter, N_("添加或更新关键词自动回复"),
-            usage=N_("/filter <关键词> <回复>\n"
+            usage=N_("/filter &lt;关键词&gt; &lt;回复&gt;\n"
                      "多个关键词共用一个回复：/filter (发货多久, 几天到) 回复\n"
                      "关键词带空格请加引号：/filter \"怎么 退货\" 回复\n"
                      "匹配方式前缀：exact:（整句）word:（整词）regex:（正则），默认包含即可\n"
-                     "按钮：[按钮文字](buttonurl://https://…)；也可以回复一条消息发送 /filter <关键词>"),
+                     "按钮：[按钮文字](buttonurl://https://…)；也可以回复一条消息发送 /filter &lt;关键词&gt;"),
             admin=True,
         ),
-        Command("stop", handlers.cmd_stop, N_("删除一个关键词自动回复"), usage=N_("/stop <关键词>"), admin=True),
+        Command("stop", handlers.cmd_stop, N_("删除一个关键词自动回复"), usage=N_("/stop &lt;关键词&gt;"), admin=True),
         Command("stopall", handlers.cmd_stopall, N_("删除本群全部自动回复（需确认）"), admin=True),
         Command("filters", handlers.cmd_filters, N_("列出本群的自动回复"), admin=True),
         Command("faqgaps", handlers.cmd_faqgaps, N_("最常见的没人回答的问题"), usage=N_("/faqgaps [clear]"),

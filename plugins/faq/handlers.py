@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import re
@@ -9,6 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
 from aiogram.methods import SendAnimation, SendDocument, SendPhoto, SendSticker, SendVideo
 from aiogram.types import (
@@ -221,7 +223,7 @@ async def cmd_filter(message: Message, ctx: Ctx) -> None:
         if media_type is None and not reply_html:
             raise UsageError(ctx._("这条消息的类型不支持作为自动回复（支持文字、图片、视频、文件、动图、贴纸）。"))
     else:
-        raise UsageError(ctx._("请写上回复内容，或者回复一条消息再发送 /filter <关键词>。"))
+        raise UsageError(html.escape(ctx._("请写上回复内容，或者回复一条消息再发送 /filter <关键词>。")))
     cfg = ctx.cfg
     assert isinstance(cfg, FaqConfig)
     rt = _rt(ctx)
@@ -306,30 +308,40 @@ class FaqCallback(Filter):
         return bool(query.data and query.data.startswith(CALLBACK_PREFIX))
 
 
+async def _answer(query: CallbackQuery, text: str, show_alert: bool = False) -> None:
+    # A late tap ("query is too old") must not stop the action itself.
+    with contextlib.suppress(TelegramAPIError):
+        await query.answer(text, show_alert=show_alert)
+
+
+async def _edit(app: App, msg: Message, text: str) -> None:
+    with contextlib.suppress(TelegramAPIError):  # e.g. "message is not modified"
+        await app.bot.edit_message_text(text=text, chat_id=msg.chat.id, message_id=msg.message_id)
+
+
 async def on_callback(query: CallbackQuery, ctx: Ctx) -> None:
     m = _CALLBACK_RE.match(query.data or "")
     msg = query.message
     if m is None or not isinstance(msg, Message) or msg.chat.type not in GROUP_TYPES:
-        await query.answer(ctx._("无效的按钮。"))
+        await _answer(query, ctx._("无效的按钮。"))
         return
     action, owner = m.group(1), int(m.group(2))
     chat_id = msg.chat.id
     app = ctx.app
     if query.from_user.id != owner or not await app.admins.is_admin(chat_id, query.from_user.id):
-        await query.answer(ctx._("只有发起的管理员可以确认。"), show_alert=True)
+        await _answer(query, ctx._("只有发起的管理员可以确认。"), show_alert=True)
         return
     if action == "no":
-        await query.answer(ctx._("已取消"))
-        await app.bot.edit_message_text(text=ctx._("已取消，自动回复没有改动。"), chat_id=chat_id,
-                                        message_id=msg.message_id)
+        await _edit(app, msg, ctx._("已取消，自动回复没有改动。"))
+        await _answer(query, ctx._("已取消"))
         return
     async with app.db() as session, session.begin():
         removed = await service.remove_all(session, chat_id, app.clock.now())
     _rt(ctx).invalidate(chat_id)
     text = (ctx._("已删除本群全部 {n} 条自动回复。").replace("{n}", str(removed)) if removed
             else ctx._("本群已经没有自动回复了。"))
-    await query.answer(ctx._("已删除"))
-    await app.bot.edit_message_text(text=text, chat_id=chat_id, message_id=msg.message_id)
+    await _edit(app, msg, text)
+    await _answer(query, ctx._("已删除"))
 
 
 # ---- /filters, /faqgaps ----------------------------------------------------------------------------
@@ -338,7 +350,7 @@ async def cmd_filters(message: Message, ctx: Ctx) -> None:
     async with ctx.db() as session:
         entries = await service.list_entries(session, ctx.chat_id)
     if not entries:
-        ctx.reply(message, ctx._("本群还没有自动回复。管理员可以用 /filter <关键词> <回复> 添加。"))
+        ctx.reply(message, html.escape(ctx._("本群还没有自动回复。管理员可以用 /filter <关键词> <回复> 添加。")))
         return
     rt = _rt(ctx)
     lines = [ctx._("本群的自动回复（共 {n} 条）：").replace("{n}", str(len(entries)))]
@@ -401,7 +413,7 @@ async def cmd_faqgaps(message: Message, ctx: Ctx) -> None:
     lines = [ctx._("最常见的未回答问题（近 {d} 天）：").replace("{d}", str(cfg.gaps_days))]
     for n, (count, q) in enumerate(open_gaps, 1):
         lines.append(f"{n}. {html.escape(q)} — " + ctx._("{n} 次").replace("{n}", str(count)))
-    lines.append(ctx._("用 /filter <关键词> <回复> 为它们添加自动回复。"))
+    lines.append(html.escape(ctx._("用 /filter <关键词> <回复> 为它们添加自动回复。")))
     ctx.reply(message, "\n".join(lines))
 
 
