@@ -17,14 +17,23 @@ for key in list(os.environ):
         del os.environ[key]
 
 
+@pytest.fixture(scope="session")
+def shared_nlp() -> Any:
+    """One NlpService for the whole run: jieba and the model load once (~1 s), as in production."""
+    from bot.nlp import NlpService
+
+    return NlpService()
+
+
 @pytest.fixture
-async def make_harness(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def make_harness(tmp_path: Path, shared_nlp: Any) -> AsyncIterator[Callable[..., Any]]:
     """``h = await make_harness(plugins=["welcome"], config={...})``: a started Harness."""
     started: list[Harness] = []
 
     async def factory(**kwargs: Any) -> Harness:
         sub = tmp_path / f"h{len(started)}"
         sub.mkdir()
+        kwargs.setdefault("nlp", shared_nlp)
         h = Harness(sub, **kwargs)
         await h.start()
         started.append(h)

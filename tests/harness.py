@@ -77,6 +77,7 @@ class Harness:
         transport: Literal["memory", "http"] = "memory",
         db_url: str | None = None,
         plugin_objects: dict[str, Any] | None = None,
+        nlp: Any = None,
     ) -> None:
         self.tmp_path = tmp_path
         self.clock = FakeClock(START)
@@ -85,6 +86,7 @@ class Harness:
         self.db_url = db_url or f"sqlite+aiosqlite:///{tmp_path / 'qunbot.db'}"
         self._plugins = list(plugins) if plugins is not None else None
         self._plugin_objects = plugin_objects
+        self._nlp = nlp
         self._config = config or {}
         self.transport = transport
         self.server: Any = None
@@ -102,7 +104,7 @@ class Harness:
             settings = make_settings(self.db_url, self._config)
             session = EmulatorSession(self.world)
         self.app = App(settings, session=session, clock=self.clock, plugins=self._plugins,
-                       plugin_objects=self._plugin_objects)
+                       plugin_objects=self._plugin_objects, nlp=self._nlp)
         if create_schema:
             async with self.app.engine.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)
