@@ -357,8 +357,8 @@ def _parse_words(ctx: Ctx) -> tuple[list[str], Action | None]:
 
 async def _reload_words(ctx: Ctx, chat_id: int) -> None:
     async with ctx.db() as s:
-        rows = await service.list_words(s, chat_id)
-    _rt(ctx).set_chat_words(chat_id, [(r.word, r.action) for r in rows])
+        pairs = await service.word_pairs(s, chat_id)
+    _rt(ctx).set_chat_words(chat_id, pairs)
 
 
 async def cmd_addblacklist(message: Message, ctx: Ctx) -> None:
@@ -411,7 +411,7 @@ async def cmd_rmblacklist(message: Message, ctx: Ctx) -> None:
         if key:
             keys[key] = w
     async with ctx.db() as s, s.begin():
-        present = {r.key for r in await service.list_words(s, chat_id)}
+        present = await service.word_keys(s, chat_id, keys)
         removed = [k for k in keys if k in present]
         await service.remove_words(s, chat_id, removed)
     await _reload_words(ctx, chat_id)

@@ -99,13 +99,19 @@ class ModerationRuntime:
         """Read words, approvals, network bans and raid states (once, at start)."""
         now = self.app.clock.now()
         async with self.app.db() as s:
-            words = (await s.scalars(select(BannedWord).order_by(BannedWord.id))).all()
+            words = (await s.execute(
+                select(BannedWord.chat_id, BannedWord.word, BannedWord.action).order_by(BannedWord.id)
+            )).all()
             approvals = (await s.execute(select(Approved.chat_id, Approved.user_id))).all()
             self.gbans = await service.gban_ids(s)
             self.raids = await service.active_raids(s, now)
         by_chat: dict[int, list[WordEntry]] = {}
-        for w in words:
-            by_chat.setdefault(w.chat_id, []).append(WordEntry(w.word, _safe_action(w.action), "chat"))
+        actions: dict[str, Action] = {}
+        for chat_id, word, spec in words:
+            action = actions.get(spec)
+            if action is None:
+                action = actions[spec] = _safe_action(spec)
+            by_chat.setdefault(chat_id, []).append(WordEntry(word, action, "chat"))
         self.words = by_chat
         self.approved = {}
         for chat_id, user_id in approvals:
@@ -120,7 +126,8 @@ class ModerationRuntime:
     # ---- banned words ------------------------------------------------------------------------
     def set_chat_words(self, chat_id: int, rows: list[tuple[str, str]]) -> None:
         """Replace a chat's database words ((word, action) pairs) and invalidate its automaton."""
-        self.words[chat_id] = [WordEntry(w, _safe_action(a), "chat") for w, a in rows]
+        actions = {a: _safe_action(a) for a in {a for _w, a in rows}}
+        self.words[chat_id] = [WordEntry(w, actions[a], "chat") for w, a in rows]
         self.words_version[chat_id] = self.words_version.get(chat_id, 0) + 1
         self._matchers.pop(chat_id, None)
 

@@ -63,7 +63,7 @@ def test_bad_durations(text: str, code: str) -> None:
     assert info.value.code == code
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.text(max_size=30))
 def test_duration_parser_never_crashes(text: str) -> None:
     try:
