@@ -144,22 +144,32 @@ async def _spam_reason(message: Message, ctx: Ctx, cfg: ModerationConfig, user_i
 
 
 async def guard(message: Message, ctx: Ctx) -> bool:
+    """The message guard: carry out whatever ``judge`` decides; True consumes the message."""
+    cases = await judge(message, ctx)
+    for case in cases:
+        await enforce(ctx.app, case)
+    return bool(cases)
+
+
+async def judge(message: Message, ctx: Ctx, *, edited: bool = False) -> list[Case]:
+    """The penalties this message earns (usually none). ``edited``: an edit of an earlier message,
+    judged on its content only (no flood or wave counting)."""
     cfg: ModerationConfig = ctx.cfg  # type: ignore[assignment]
     rt: ModerationRuntime = ctx.runtime
     app = ctx.app
     if message.is_automatic_forward:
-        return False  # the linked channel's own posts
+        return []  # the linked channel's own posts
     chat_id = message.chat.id
     user = message.from_user
     sender_chat = message.sender_chat
     if sender_chat is not None and sender_chat.id == chat_id:
-        return False  # an anonymous admin
+        return []  # an anonymous admin
     as_channel = sender_chat is not None
     target = None if as_channel or user is None else user.id
     if target is not None and cfg.admins_exempt and await app.admins.is_admin(chat_id, target):
-        return False
+        return []
     if target is not None and target == app.bot.id:
-        return False
+        return []
     await rt.ensure_loaded()
     mid = message.message_id
     text = message.text or message.caption or ""
@@ -170,28 +180,23 @@ async def guard(message: Message, ctx: Ctx) -> bool:
                     chat_title=message.chat.title, **kw)  # type: ignore[arg-type]
 
     if target is not None and cfg.gban_enforce and target in rt.gbans:
-        await enforce(app, case("gban", Action("ban"), f"gban:{mid}", delete_ids=[mid],
-                                reason=ctx._("全网封禁名单")))
-        return True
+        return [case("gban", Action("ban"), f"gban:{mid}", delete_ids=[mid], reason=ctx._("全网封禁名单"))]
 
     approved = target is not None and rt.is_approved(chat_id, target)
 
-    if cfg.flood_enabled and target is not None and not approved:
+    if cfg.flood_enabled and target is not None and not approved and not edited:
         ids = rt.flood.hit(chat_id, target, mid, app.clock.time(), cfg.flood_messages, cfg.flood_seconds)
         if ids is not None:
             reason = ctx._("{n} 秒内发了超过 {m} 条消息").format(n=_num(cfg.flood_seconds), m=cfg.flood_messages)
-            await enforce(app, case("flood", cfg.rule_action("flood"), f"flood:{mid}",
-                                    delete_ids=ids if cfg.flood_delete else (), reason=reason,
-                                    add_warn=cfg.auto_actions_add_warn))
-            return True
+            return [case("flood", cfg.rule_action("flood"), f"flood:{mid}",
+                         delete_ids=ids if cfg.flood_delete else (), reason=reason,
+                         add_warn=cfg.auto_actions_add_warn)]
 
     if cfg.locks and not approved:
         lock = lock_hit(message, cfg, as_channel)
         if lock is not None:
-            action = _lock_action(cfg, lock)
-            await enforce(app, case(f"lock:{lock}", action, f"lock:{mid}", delete_ids=[mid],
-                                    add_warn=cfg.auto_actions_add_warn))
-            return True
+            return [case(f"lock:{lock}", _lock_action(cfg, lock), f"lock:{mid}", delete_ids=[mid],
+                         add_warn=cfg.auto_actions_add_warn)]
 
     normalized = squeezed = ""
     if text:
@@ -205,18 +210,16 @@ async def guard(message: Message, ctx: Ctx) -> bool:
         if hit is not None:
             detail = ctx._("命中") + f"：「{html.escape(hit.entry.word)}」" + (
                 f"（{ctx._('拼音')}）" if hit.via == "pinyin" else "")
-            await enforce(app, case("blacklist", hit.entry.action, f"msg:{mid}", delete_ids=[mid],
-                                    detail=detail, add_warn=True))
-            return True
+            return [case("blacklist", hit.entry.action, f"msg:{mid}", delete_ids=[mid], detail=detail,
+                         add_warn=True)]
 
     if cfg.spam_enabled and target is not None and not approved:
         reason = await _spam_reason(message, ctx, cfg, target)
         if reason is not None:
-            await enforce(app, case("spam", cfg.rule_action("spam"), f"spam:{mid}", delete_ids=[mid],
-                                    reason=reason, add_warn=cfg.auto_actions_add_warn))
-            return True
+            return [case("spam", cfg.rule_action("spam"), f"spam:{mid}", delete_ids=[mid], reason=reason,
+                         add_warn=cfg.auto_actions_add_warn)]
 
-    if cfg.spam_wave_enabled and target is not None and not approved and squeezed:
+    if cfg.spam_wave_enabled and target is not None and not approved and squeezed and not edited:
         wave = rt.waves.hit(chat_id, target, mid, squeezed, app.clock.time(), members=cfg.spam_wave_members,
                             seconds=cfg.spam_wave_seconds, threshold=cfg.spam_wave_similarity,
                             min_chars=cfg.spam_wave_min_chars)
@@ -226,14 +229,13 @@ async def guard(message: Message, ctx: Ctx) -> bool:
                 by_user[uid].append(message_id)
             reason = ctx._("多人短时间内发送相同内容")
             action = cfg.rule_action("spam_wave")
-            for uid, ids in by_user.items():
-                await enforce(app, Case(
-                    chat_id=chat_id, user_id=uid, rule="wave", action=action, source=f"wave:{min(ids)}",
-                    excerpt=excerpt, chat_title=message.chat.title, delete_ids=ids, reason=reason,
-                    add_warn=cfg.auto_actions_add_warn,
-                ))
-            return True
-    return False
+            return [
+                Case(chat_id=chat_id, user_id=uid, rule="wave", action=action, source=f"wave:{min(ids)}",
+                     excerpt=excerpt, chat_title=message.chat.title, delete_ids=ids, reason=reason,
+                     add_warn=cfg.auto_actions_add_warn)
+                for uid, ids in by_user.items()
+            ]
+    return []
 
 
 def _lock_action(cfg: ModerationConfig, lock: str) -> Action:

@@ -37,6 +37,7 @@ from plugins.moderation.enforce import (
     unban,
     unrestrict,
 )
+from plugins.moderation.guards import judge
 from plugins.moderation.matcher import word_key
 from plugins.moderation.models import ActionLog, Report
 from plugins.moderation.parsing import Action, ParseError, looks_like_duration, parse_action, parse_duration
@@ -962,9 +963,28 @@ async def _on_report_button(query: CallbackQuery, ctx: Ctx, raw: str) -> None:
     await query.answer(_("已处理。"))
 
 
+class EditedViolation(Filter):
+    """An edited group message that now breaks a rule (banned word, lock, newcomer spam).
+
+    A filter rather than a catch-all handler, so edits that break nothing fall through to other plugins.
+    """
+
+    async def __call__(self, event: TelegramObject, ctx: Ctx | None = None) -> bool | dict[str, Any]:
+        if ctx is None or not isinstance(event, Message) or event.chat.type not in ("group", "supergroup"):
+            return False
+        cases = await judge(event, ctx, edited=True)
+        return {"cases": cases} if cases else False
+
+
+async def on_edited(message: Message, ctx: Ctx, cases: list[Case]) -> None:
+    for case in cases:
+        await enforce(ctx.app, case)
+
+
 def make_router() -> Router:
     router = Router(name=PLUGIN)
     router.callback_query.register(on_button, ModButton())
+    router.edited_message.register(on_edited, EditedViolation())
     return router
 
 

@@ -650,3 +650,31 @@ async def test_custom_ladder(make_harness: Any, ladder: list[str]) -> None:
     assert ok(h, "restrictChatMember")[0]["until_date"] == now(h) + 600
     await h.say(GROUP, ADMIN, "/warn", reply_to=bob["message_id"])
     assert ok(h, "banChatMember")[0]["until_date"] == now(h) + DAY
+
+
+async def test_edited_message_is_judged_too(make_harness: Any) -> None:
+    h = await start(make_harness, blacklist_words=["骗子"])
+    msg = await h.say(GROUP, BOB, "正常的话")
+    h.clear()
+    h.world.edit_message(GROUP, msg["message_id"], "其实你是骗子")
+    await h.deliver()
+    assert [c["message_id"] for c in ok(h, "deleteMessage")] == [msg["message_id"]]
+    assert await active_warns(h, BOB) == 1
+    clean = await h.say(GROUP, CAROL, "hello")
+    h.clear()
+    h.world.edit_message(GROUP, clean["message_id"], "hello again")
+    await h.deliver()
+    assert punitive(h) == []
+
+
+async def test_ops_word_file(make_harness: Any, tmp_path: Any) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("# 运营词库\n刷单\n假货 | ban\n", encoding="utf-8")
+    h = await start(make_harness, blacklist_file=str(path))
+    h.clear()
+    await h.say(GROUP, BOB, "有人刷单吗")
+    assert len(ok(h, "deleteMessage")) == 1 and await active_warns(h, BOB) == 1
+    await h.say(GROUP, CAROL, "卖假货")
+    assert [c["user_id"] for c in ok(h, "banChatMember")] == [CAROL]
+    await h.say(GROUP, ADMIN, "/blacklist")
+    assert "运营词库文件" in h.last_text(GROUP)
