@@ -402,6 +402,11 @@ async def on_greet_timer(app: App, fire: TimerFire) -> None:
                 return
         rt.mark_flushed(fire.key)
         rt.last_greeting[chat_id] = app.clock.time()
+        if not (await _cfg(app, chat_id)).enabled:
+            for m in batch.members:  # switched off during the window: no greeting, no captcha
+                if m.captcha:
+                    await _release(app, chat_id, m.user_id, batch.token)
+            return
         await _send_batch(app, chat_id, batch)
 
 
@@ -504,8 +509,11 @@ async def on_deadline_timer(app: App, fire: TimerFire) -> None:
             # The deadline moved (the message went out late): wait for the new one.
             await _arm_deadline(app, chat_id, user_id, token, row.deadline)
             return
-        if row.message_id is None and row.status == PENDING:
+        never_shown = row.message_id is None and row.status == PENDING
+        if never_shown or (row.status == PENDING and not (await _cfg(app, chat_id)).enabled):
+            # Never shown, or the plugin was switched off meanwhile: no verdict, just let them talk.
             await _release(app, chat_id, user_id, token)
+            await _close(app, chat_id, token)
             return
         await _fail(app, chat_id, user_id, token)
 

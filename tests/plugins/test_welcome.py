@@ -458,3 +458,29 @@ async def test_english_chat_gets_english_captcha(make_harness: Any) -> None:
     message_id, _right, _ = await right_data(h, DAVE)
     await h.press(GROUP, ALICE, message_id, _right)
     assert answers(h)[-1]["text"].startswith("This captcha is not for you")
+
+
+async def test_plugin_switched_off_while_pending_releases_instead_of_kicking(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.join(GROUP, DAVE)
+    assert not can_send(h, DAVE)
+    await h.app.chat_config.update(GROUP, "welcome", {"enabled": False})
+    await h.advance(121)
+    assert h.calls("banChatMember") == [] and can_send(h, DAVE)
+    row = await captcha_row(h, DAVE)
+    assert row is not None and row.status == "released"
+
+
+async def test_captcha_over_http_with_the_real_client(make_harness: Any) -> None:
+    h: Harness = await make_harness(plugins=["welcome"], transport="http")
+    h.world.allowed_updates = list(ALLOWED_UPDATES)
+    await h.join(GROUP, DAVE)
+    message_id, right, _ = await right_data(h, DAVE)
+    await h.press(GROUP, DAVE, message_id, right)
+    assert can_send(h, DAVE)
+    h.world.add_user(2400, "慢吞吞")
+    await h.advance(10)
+    await h.join(GROUP, 2400)
+    await h.advance(121)
+    assert [c.params["user_id"] for c in h.calls("banChatMember")] == [2400]
+    assert h.calls("unbanChatMember")[-1].ok
