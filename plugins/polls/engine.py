@@ -40,6 +40,7 @@ from plugins.polls.render import (
     pk_markup,
     pk_text,
     poll_summary,
+    quiz_text,
     when,
 )
 from plugins.polls.runtime import PollsRuntime
@@ -280,6 +281,10 @@ async def cancel(app: App, contest_id: int, *, by: int | None, quiet: bool = Fal
             log.info("stopPoll of cancelled contest %s failed: %s", contest_id, exc)
     elif contest.kind in ("pk", "lottery"):
         await _edit_final(app, contest, "\n" + _("❌ 已取消"))
+    elif contest.kind == "quiz":
+        text = quiz_text(contest, _, int(contest.data.get("duration", 0))) + "\n" + _("❌ 已取消")
+        await app.call(contest.chat_id, EditMessageText(chat_id=contest.chat_id, message_id=contest.message_id,
+                                                        text=text))
     return True
 
 
@@ -333,6 +338,7 @@ async def _pk_result(app: App, contest: Contest) -> dict[str, Any]:
         "arguments": {
             str(side): {"message_id": a.message_id, "user_id": a.user_id, "excerpt": a.excerpt, "replies": a.replies}
             for side, a in best.items()
+            if a.replies > 0  # "most replied": an argument nobody answered is not shown
         },
     }
 

@@ -323,6 +323,12 @@ async def cmd_lottery_verify(message: Message, ctx: Ctx) -> None:
     async with ctx.db() as s:
         contest = await service.get(s, contest_id)
     in_group = message.chat.type in GROUP_TYPES
+    # In a private chat: only for members of the draw's group (the entrant list names them).
+    if (
+        contest is not None and not in_group and ctx.user_id is not None
+        and not await engine.is_member(ctx.app, contest.chat_id, ctx.user_id)
+    ):
+        contest = None
     if contest is None or contest.kind != "lottery" or (in_group and contest.chat_id != message.chat.id):
         ctx.reply(message, ctx._("没有找到抽奖 #{id}。").format(id=contest_id), notice=True)
         return
@@ -577,8 +583,12 @@ async def _win_quiz(ctx: Ctx, contest_id: int, user_id: int, message_id: int) ->
     if contest is None:
         return
     rt.forget(contest)  # nobody else can match it from now on
-    async with app.db() as s, s.begin():
-        won = await service.claim_quiz(s, contest_id, user_id, message_id, ctx.now())
+    try:
+        async with app.db() as s, s.begin():
+            won = await service.claim_quiz(s, contest_id, user_id, message_id, ctx.now())
+    except Exception:
+        rt.track(contest)  # the claim did not happen: keep the quiz open for the next answer
+        raise
     if won:
         await engine.finalize(app, contest_id)
 

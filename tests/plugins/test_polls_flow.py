@@ -127,7 +127,7 @@ async def test_poll_quiz_mode_names_correct_voters(make_harness: Any) -> None:
     assert "tg://user?id=1001" in h.calls("sendMessage")[-1].params["text"]
 
 
-async def test_poll_anonymous_multi_and_several_at_once(make_harness: Any) -> None:
+async def test_poll_anonymous_multi_several_at_once_and_deleted(make_harness: Any) -> None:
     h = await start(make_harness)
     await h.say(GROUP, ADMIN, "/poll 匿名 多选 2h 周末活动 | 直播 | 抽奖 | 拼团")
     await h.say(GROUP, ADMIN, "/poll 1d 第二个投票 | 是 | 否")
@@ -141,8 +141,13 @@ async def test_poll_anonymous_multi_and_several_at_once(make_harness: Any) -> No
     assert "周末活动" in h.last_text(GROUP) and "共 1 人投票" in h.last_text(GROUP)
     c1, c2 = await contests(h)
     assert c1.status == "closed" and c2.status == "open"
+    h.world.vote_poll(second.result["poll"]["id"], BOB, [1])
+    await h.deliver()
+    # the poll message is deleted before the close: stopPoll fails, the summary uses the last poll update
+    await h.app.bot.delete_message(chat_id=GROUP, message_id=second.result["message_id"])
     await h.advance(22 * 3600)
-    assert len(h.calls("stopPoll")) == 2 and "第二个投票" in h.last_text(GROUP)
+    summary = h.last_text(GROUP)
+    assert "第二个投票" in summary and "共 1 人投票" in summary and "得票最多：否" in summary
 
 
 # ------------------------------------------------------------------------------------------ /pk
@@ -313,6 +318,10 @@ async def test_lottery_draw_is_verifiable_and_excludes(make_harness: Any) -> Non
     await h.say(GROUP, ALICE, "/lottery_verify 1")
     verify = h.last_text(GROUP)
     assert "与开始时公布的承诺一致" in verify and "与公布结果一致" in verify and "1001,1002,1003" in verify
+    await h.say(ALICE, ALICE, "/lottery_verify 1")  # in a private chat, for members of the group
+    assert "与公布结果一致" in h.last_text(ALICE)
+    await h.say(DAVE, DAVE, "/lottery_verify 1")  # DAVE left the group
+    assert "没有找到抽奖 #1" in h.last_text(DAVE)
     await h.say(GROUP, BOB, "我要抽奖")  # after the draw the keyword does nothing
     async with h.app.db() as s:
         from plugins.polls import service

@@ -345,3 +345,16 @@ def test_every_message_has_an_english_translation_with_the_same_placeholders() -
         zh = {f for _, f, _, _ in fields.parse(msgid) if f}
         en = {f for _, f, _, _ in fields.parse(catalog[msgid]) if f}
         assert zh == en, (msgid, catalog[msgid])
+
+
+def test_config_example_is_valid_and_complete() -> None:
+    import tomllib
+
+    from plugins.polls.config import PollsConfig
+
+    data = tomllib.loads((Path(__file__).parents[2] / "plugins/polls/config.example.toml").read_text("utf-8"))
+    block = data["plugins"]["polls"]
+    assert PollsConfig(**block) == PollsConfig()  # the example shows the defaults
+    assert set(block) == set(PollsConfig.model_fields)  # and every key
+    with pytest.raises(ValueError):
+        PollsConfig(poll_default_duration="abc")
