@@ -37,7 +37,9 @@ from aiogram.exceptions import (
 from aiogram.methods import GetChatMemberCount, PinChatMessage, SendMessage, SendPhoto, SendVideo, UnpinChatMessage
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 from sqlalchemy import text as sql_text
+from sqlalchemy.exc import IntegrityError
 
+from bot.db import retry_locked
 from bot.services.events import ActivityHistogramRequested, ChatSettingsChanged, CheckedIn, CrisisChanged
 from bot.services.timers import MAX_ATTEMPTS as TIMER_MAX_ATTEMPTS
 from bot.services.timers import TimerFire
@@ -270,10 +272,16 @@ class CalendarRuntime:
                 log.error("calendar %s has %d error(s); keeping the previous entries", path, len(result.errors))
                 return result
             now = self.app.clock.now()
-            async with self.app.db() as s, s.begin():
-                added, changed, removed = await svc.sync_file_entries(
-                    s, [(e.key, dict(e.raw)) for e in result.entries], now
-                )
+            specs = [(e.key, dict(e.raw)) for e in result.entries]
+
+            async def sync() -> tuple[list[str], list[str], list[str]]:
+                async with self.app.db() as s, s.begin():
+                    return await svc.sync_file_entries(s, specs, now)
+
+            try:
+                added, changed, removed = await retry_locked(sync)
+            except IntegrityError:  # another process inserted the same new entries a moment ago
+                added, changed, removed = await retry_locked(sync)
             for key in removed:
                 await self.app.timers.cancel_prefix(f"{TIMER_PREFIX}{key}:")
             log.info("calendar %s loaded: %d entries (%d new, %d changed, %d removed)", path, len(result.entries),
@@ -444,15 +452,15 @@ class CalendarRuntime:
             row = await svc.occurrence(s, entry.key, chat_id, occ.slot)
             if row is None:
                 if hold:
-                    await svc.insert_occurrence(s, key=entry.key, chat_id=chat_id, slot=occ.slot, due_at=due,
-                                                status="held", series=entry.series, now=now)
-                    status = "held"
+                    new = await svc.insert_occurrence(s, key=entry.key, chat_id=chat_id, slot=occ.slot, due_at=due,
+                                                      status="held", series=entry.series, now=now)
+                    status = "held" if new is not None else "duplicate"
                 elif now - due > timedelta(minutes=cfg.grace_minutes):
                     late = int((now - due).total_seconds() // 60)
-                    await svc.insert_occurrence(s, key=entry.key, chat_id=chat_id, slot=occ.slot, due_at=due,
-                                                status="skipped", series=entry.series, now=now,
-                                                error=f"missed by {late} min (grace {cfg.grace_minutes} min)")
-                    status = "skipped"
+                    new = await svc.insert_occurrence(s, key=entry.key, chat_id=chat_id, slot=occ.slot, due_at=due,
+                                                      status="skipped", series=entry.series, now=now,
+                                                      error=f"missed by {late} min (grace {cfg.grace_minutes} min)")
+                    status = "skipped" if new is not None else "duplicate"
                 else:
                     row = await svc.insert_occurrence(s, key=entry.key, chat_id=chat_id, slot=occ.slot, due_at=due,
                                                       status="sending", series=entry.series, now=now, attempts=1)
