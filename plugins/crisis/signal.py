@@ -1,0 +1,281 @@
+"""Per-chat signal: a rolling window of analysed messages, the chat's baseline, the crisis score and
+the level policy with hysteresis. Pure logic (no I/O, no aiogram): the runtime feeds it and applies
+what it decides; the corpus tests drive it directly with a fake clock.
+
+Score (see README, "How the score works"):
+
+- each member contributes ``min(member_cap, sum over categories of the member's strongest hit in the
+  category + negative_voice if the member posted a negative message)``: a member who repeats
+  themselves (or floods identical messages, which are dropped as duplicates) is one voice;
+- the sum is amplified by the message-rate surge over the chat's baseline rate (up to
+  ``1 + surge_weight``) and by the negative share above the chat's baseline share (up to
+  ``1 + negative_share_weight``);
+- the chat's calm score (an EWMA, capped at ``baseline_score_cap``) is subtracted.
+
+Levels (1 highest) need both a score and a number of distinct risk voices to go up; they go down one
+step at a time, only below the lower ``*_down`` score and after ``min_dwell`` at the current level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+MAX_RECORDS = 5000  # per chat window: a flood cannot grow memory without bound
+TREND_BUCKET = 600.0  # seconds per trend bucket (6 buckets = the last hour)
+TREND_BUCKETS = 6
+
+
+@dataclass(frozen=True)
+class SignalParams:
+    window: float = 600.0
+    member_cap: float = 6.0
+    negative_voice: float = 0.5
+    min_member_risk: float = 0.5
+    surge_weight: float = 0.5
+    negative_share_weight: float = 0.5
+    baseline_tau: float = 6 * 3600.0
+    rate_floor: float = 2.0  # messages per minute
+    baseline_score_cap: float = 3.0
+    up: tuple[float, float, float] = (40.0, 15.0, 6.0)  # level 1, 2, 3
+    members: tuple[int, int, int] = (8, 3, 2)
+    down: tuple[float, float, float] = (22.0, 8.0, 3.0)
+    min_dwell: float = 600.0
+
+
+@dataclass(slots=True)
+class Record:
+    at: float
+    user_id: int
+    name: str
+    message_id: int
+    snippet: str
+    sentiment: float
+    negative: bool
+    weights: dict[str, float]
+    keywords: tuple[str, ...]
+    duplicate: bool = False
+
+    @property
+    def risk(self) -> float:
+        return sum(self.weights.values())
+
+
+@dataclass
+class Baseline:
+    rate: float = 0.0  # messages per minute in calm periods
+    negative_share: float = 0.0
+    score: float = 0.0
+    samples: int = 0
+    updated_at: float | None = None
+
+
+@dataclass
+class Snapshot:
+    at: float
+    score: float
+    raw: float
+    messages: int  # distinct (non-duplicate) messages in the window
+    negative: int
+    members: int  # distinct members who spoke
+    risk_members: int
+    negative_members: int
+    rate: float  # messages per minute
+    baseline_rate: float
+    negative_share: float
+    surge: float
+    by_category: dict[str, int]  # category -> members with a hit in it
+    keywords: list[tuple[str, int]]
+    evidence: list[Record]
+    voices: list[tuple[int, str, float]]  # (user_id, name, contribution), strongest first
+
+    def level_for(self, p: SignalParams) -> int | None:
+        """The most severe level whose up-thresholds this snapshot meets (None: none)."""
+        for index, level in enumerate((1, 2, 3)):
+            if self.score >= p.up[index] and self.risk_members >= p.members[index]:
+                return level
+        return None
+
+
+@dataclass
+class ChatSignal:
+    """The rolling window of one chat plus its baseline and trend buckets."""
+
+    chat_id: int
+    title: str = ""
+    username: str | None = None
+    records: deque[Record] = field(default_factory=deque)
+    seen: dict[tuple[int, int], float] = field(default_factory=dict)  # (user, fingerprint) -> last at
+    message_ids: set[int] = field(default_factory=set)
+    started_at: float | None = None
+    last_eval: float = -math.inf
+    baseline: Baseline = field(default_factory=Baseline)
+    baseline_dirty: bool = False
+    # Trend: bucket start -> [messages, negative, risk]
+    trend: dict[int, list[int]] = field(default_factory=dict)
+
+    # ---- feeding -------------------------------------------------------------------------------
+    def add(self, record: Record, fingerprint: int) -> bool:
+        """Add a message; False when it was already seen (a redelivered update)."""
+        if record.message_id in self.message_ids:
+            return False
+        if self.started_at is None:
+            self.started_at = record.at
+        key = (record.user_id, fingerprint)
+        if fingerprint and key in self.seen:
+            record.duplicate = True
+        if fingerprint:
+            self.seen[key] = record.at
+        self.records.append(record)
+        self.message_ids.add(record.message_id)
+        if len(self.records) > MAX_RECORDS:
+            old = self.records.popleft()
+            self.message_ids.discard(old.message_id)
+        bucket = int(record.at // TREND_BUCKET)
+        row = self.trend.get(bucket)
+        if row is None:
+            row = self.trend[bucket] = [0, 0, 0]
+            for stale in [b for b in self.trend if b <= bucket - TREND_BUCKETS]:
+                del self.trend[stale]
+        row[0] += 1
+        row[1] += record.negative
+        row[2] += bool(record.weights)
+        return True
+
+    def prune(self, now: float, window: float) -> None:
+        cutoff = now - window
+        records = self.records
+        while records and records[0].at < cutoff:
+            old = records.popleft()
+            self.message_ids.discard(old.message_id)
+        if len(self.seen) > 2 * len(records) + 64:
+            self.seen = {k: t for k, t in self.seen.items() if t >= cutoff}
+
+    def idle(self, now: float, window: float) -> bool:
+        self.prune(now, window)
+        return not self.records
+
+    def trend_rows(self, now: float) -> list[tuple[int, int, int]]:
+        """(messages, negative, risk) per 10-minute bucket over the last hour, oldest first."""
+        current = int(now // TREND_BUCKET)
+        return [tuple(self.trend.get(b, (0, 0, 0))) for b in range(current - TREND_BUCKETS + 1, current + 1)]  # type: ignore[misc]
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def snapshot(self, now: float, p: SignalParams, evidence: int = 5) -> Snapshot:
+        self.prune(now, p.window)
+        per_member: dict[int, dict[str, float]] = {}
+        names: dict[int, str] = {}
+        negative_members: set[int] = set()
+        speakers: set[int] = set()
+        best: dict[int, Record] = {}
+        cat_members: dict[str, set[int]] = {}
+        keywords: Counter[str] = Counter()
+        messages = negative = 0
+        for r in self.records:
+            if r.duplicate:
+                continue
+            messages += 1
+            speakers.add(r.user_id)
+            if r.negative:
+                negative += 1
+                negative_members.add(r.user_id)
+            if not r.weights:
+                continue
+            names[r.user_id] = r.name
+            cats = per_member.setdefault(r.user_id, {})
+            for cat, w in r.weights.items():
+                if w > cats.get(cat, 0.0):
+                    cats[cat] = w
+                cat_members.setdefault(cat, set()).add(r.user_id)
+            keywords.update(r.keywords)
+            prev = best.get(r.user_id)
+            if prev is None or (r.risk, -r.sentiment) > (prev.risk, -prev.sentiment):
+                best[r.user_id] = r
+        voices: list[tuple[int, str, float]] = []
+        raw = 0.0
+        risk_members = 0
+        for uid in speakers:
+            risk = sum(per_member.get(uid, {}).values())
+            contribution = risk + (p.negative_voice if uid in negative_members else 0.0)
+            contribution = min(p.member_cap, contribution)
+            raw += contribution
+            if risk >= p.min_member_risk:
+                risk_members += 1
+                voices.append((uid, names.get(uid, str(uid)), contribution))
+        voices.sort(key=lambda v: -v[2])
+        # Rate over the observed part of the window (a chat seen for 2 minutes is not diluted by 10).
+        span = p.window if self.started_at is None else min(p.window, max(60.0, now - self.started_at))
+        rate = messages / (span / 60.0)
+        base_rate = max(p.rate_floor, self.baseline.rate)
+        ratio = rate / base_rate
+        surge = 1.0 + p.surge_weight * min(1.0, max(0.0, (ratio - 1.0) / 3.0))
+        share = negative / messages if messages else 0.0
+        neg_mult = 1.0 + p.negative_share_weight * min(1.0, max(0.0, share - self.baseline.negative_share))
+        score = max(0.0, raw * surge * neg_mult - min(self.baseline.score, p.baseline_score_cap))
+        top = sorted(best.values(), key=lambda r: (-r.risk, r.sentiment, r.at))[:evidence]
+        return Snapshot(
+            at=now, score=round(score, 3), raw=round(raw, 3), messages=messages, negative=negative,
+            members=len(speakers), risk_members=risk_members, negative_members=len(negative_members),
+            rate=round(rate, 3), baseline_rate=round(base_rate, 3), negative_share=round(share, 3),
+            surge=round(surge, 3), by_category={c: len(m) for c, m in cat_members.items()},
+            keywords=keywords.most_common(10), evidence=top, voices=voices,
+        )
+
+    def learn(self, snap: Snapshot, now: float, p: SignalParams) -> None:
+        """Fold a calm snapshot into the baseline (EWMA with time constant ``baseline_tau``)."""
+        b = self.baseline
+        if self.started_at is None or now - self.started_at < min(p.window, 120.0):
+            return  # too little history for a rate
+        if b.updated_at is None or b.samples == 0:
+            b.rate, b.negative_share, b.score = snap.rate, snap.negative_share, snap.raw
+        else:
+            dt = max(0.0, now - b.updated_at)
+            alpha = 1.0 - math.exp(-dt / p.baseline_tau)
+            b.rate += alpha * (snap.rate - b.rate)
+            b.negative_share += alpha * (snap.negative_share - b.negative_share)
+            b.score += alpha * (snap.raw - b.score)
+        b.samples += 1
+        b.updated_at = now
+        self.baseline_dirty = True
+
+
+@dataclass
+class LevelState:
+    """The level side of an open incident (the runtime mirrors it to the database)."""
+
+    level: int
+    since: float
+    floor: int | None = None  # set by a manual escalation: never goes less severe than this
+    calm_since: float | None = None
+    peak: int = 3
+
+
+def next_level(state: LevelState | None, snap: Snapshot, now: float, p: SignalParams,
+               instant: int | None = None) -> int | None:
+    """The level the chat should be at; None only when no incident is open and none should open.
+
+    Up: at once, to the most severe level whose up-thresholds are met (or ``instant``).
+    Down: one step, only after ``min_dwell`` at the current level and when the score is below the
+    current level's ``down`` threshold; never below level 3 (closing is the runtime's call, after a
+    calm spell) and never less severe than a manual escalation's floor.
+    """
+    up = snap.level_for(p)
+    if instant is not None:
+        up = instant if up is None else min(up, instant)
+    if state is None:
+        return up
+    current = state.level
+    if up is not None and up < current:
+        return up
+    target = current
+    if current < 3 and snap.score < p.down[current - 1] and now - state.since >= p.min_dwell:
+        target = current + 1
+    if state.floor is not None:
+        target = min(target, state.floor)
+    return target
+
+
+def is_calm(snap: Snapshot, p: SignalParams) -> bool:
+    """Below level 3's down threshold: an open incident at level 3 starts counting towards closing."""
+    return snap.score < p.down[2]
