@@ -183,13 +183,19 @@ async def on_refresh_timer(app: App, fire: TimerFire) -> None:
 
 async def _live_view(app: App, contest: Contest, *, closed: bool = False) -> tuple[str, InlineKeyboardMarkup | None]:
     _, tz = await chat_texts(app, contest.chat_id)
+    final = contest.result or {}
     if contest.kind == "pk":
-        async with app.db() as s:
-            counts = await service.side_counts(s, contest.id)
+        if closed and "counts" in final:
+            counts = list(final["counts"])  # exactly what the result message says
+        else:
+            async with app.db() as s:
+                counts = await service.side_counts(s, contest.id)
         return pk_text(contest, counts, tz, _, closed=closed), None if closed else pk_markup(contest, counts)
     if contest.kind == "lottery":
         entrants = rt_of(app).entrants.get(contest.id)
-        if entrants is None or closed:
+        if closed and "entrants" in final:
+            n = int(final["entrants"])
+        elif entrants is None or closed:
             async with app.db() as s:
                 n = len(await service.entrant_ids(s, contest.id))
         else:

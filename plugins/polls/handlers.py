@@ -443,18 +443,25 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
         await _answer(query, ctx._("管理员不参与本次抽奖。"), alert=True)
         return
     rt = rt_of(app)
-    if join_lottery(ctx, contest_id, user.id, "button"):
+    joined = join_lottery(ctx, contest_id, user.id, "button")
+    if joined is None:
+        await _answer(query, ctx._("这个活动已经结束了。"), alert=True)
+    elif joined:
         await _answer(query, ctx._("参与成功！祝你好运 🍀"))
         await engine.request_refresh(app, rt.live.get(contest_id) or contest)
     else:
         await _answer(query, ctx._("你已经参与过了。"))
 
 
-def join_lottery(ctx: Ctx, contest_id: int, user_id: int, source: str) -> bool:
-    """Add an entrant in memory and buffer the row (written by the batch flush). False: already in."""
+def join_lottery(ctx: Ctx, contest_id: int, user_id: int, source: str) -> bool | None:
+    """Add an entrant in memory and buffer the row (written by the batch flush).
+
+    False: already in; None: the draw is no longer open (it is being drawn or was cancelled)."""
     rt = rt_of(ctx.app)
     entrants = rt.entrants.get(contest_id)
-    if entrants is None or user_id in entrants:
+    if entrants is None:
+        return None
+    if user_id in entrants:
         return False
     entrants.add(user_id)
     now = ctx.now()
