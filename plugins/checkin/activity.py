@@ -15,6 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from aiogram.types import Message
+from sqlalchemy import event
 
 from bot.services.points import Credit
 from plugins.checkin.levels import local_day
@@ -99,16 +100,28 @@ async def observe(message: Message, ctx: Ctx) -> None:
 
 
 async def flush(app: App, session: AsyncSession) -> None:
+    """Write the buffered awards in the core's batch transaction.
+
+    If that transaction rolls back (another writer failed, the database was locked), the batch goes
+    back into the buffer for the next flush (the references make a second write harmless), and
+    level-up announcements are only sent once the transaction has committed.
+    """
     runtime: CheckinRuntime = app.runtime("checkin")
     runtime.prune(app.clock.time())
     if not runtime.pending:
         return
     batch, runtime.pending = runtime.pending, []
+
+    def requeue(_session: object) -> None:
+        runtime.pending[:0] = batch
+
+    event.listen(session.sync_session, "after_rollback", requeue, once=True)
     applied = await app.points.credit_many(session, batch)
     gained: dict[int, dict[int, int]] = {}
     for c in applied:
         gained.setdefault(c.chat_id, {}).setdefault(c.user_id, 0)
         gained[c.chat_id][c.user_id] += c.delta
+    notices: list[tuple[int, str]] = []
     for chat_id, users in gained.items():
         cfg: CheckinConfig = await app.chat_config.get(chat_id, "checkin")  # type: ignore[assignment]
         if not cfg.level_up_announce:
@@ -117,11 +130,21 @@ async def flush(app: App, session: AsyncSession) -> None:
         for user_id, delta in users.items():
             new = level_up(cfg, totals[user_id] - delta, totals[user_id])
             if new is not None:
-                await announce_level(app, chat_id, user_id, new.level.name)
+                notices.append((chat_id, await level_text(app, chat_id, user_id, new.level.name)))
+    if notices:
+
+        def announce(_session: object) -> None:
+            for chat_id, text in notices:
+                app.send_text(chat_id, text)
+
+        event.listen(session.sync_session, "after_commit", announce, once=True)
+
+
+async def level_text(app: App, chat_id: int, user_id: int, level_name: str) -> str:
+    chat = await app.chat_config.chat(chat_id)
+    return app.i18n.gettext(chat.language, "🎉 恭喜 {name} 升级为「{level}」！").format(
+        name=await app.members.mention(user_id), level=html.escape(level_name))
 
 
 async def announce_level(app: App, chat_id: int, user_id: int, level_name: str) -> None:
-    chat = await app.chat_config.chat(chat_id)
-    text = app.i18n.gettext(chat.language, "🎉 恭喜 {name} 升级为「{level}」！").format(
-        name=await app.members.mention(user_id), level=html.escape(level_name))
-    app.send_text(chat_id, text)
+    app.send_text(chat_id, await level_text(app, chat_id, user_id, level_name))

@@ -24,7 +24,7 @@ from plugins.checkin.config import CheckinConfig
 from plugins.checkin.levels import daily_award, ladder_points, level_for, lucky_roll, period_start
 from plugins.checkin.models import CheckinBadge, CheckinDay, CouponCode, Redemption, ShopItem
 from plugins.checkin.service import add_cards, card, check_in, earned, makeup
-from tests.dbutil import engine_with_schema
+from tests.dbutil import drop_postgres_database, engine_with_schema, fresh_postgres_database
 from tests.harness import ALICE, BOB, CAROL, DAVE, GROUP, OTHER_GROUP
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -402,6 +402,25 @@ async def test_activity_buffer_is_idempotent_by_message_time(h: Any) -> None:
     assert rt.pending == []
 
 
+async def test_activity_awards_survive_a_failed_flush(h: Any) -> None:
+    rt = h.app.runtime("checkin")
+    assert rt.note_message(GROUP, ALICE, "一条足够长的消息", 1000.0, date(2026, 11, 18), await cfg_for(h))
+    real = h.app.updates.flush
+
+    async def broken(session: Any) -> None:
+        raise RuntimeError("disk full")
+
+    h.app.updates.flush = broken
+    with pytest.raises(RuntimeError):
+        await h.app.flush()
+    assert await ledger_rows(h, ALICE) == []
+    h.app.updates.flush = real
+    await h.app.flush()
+    assert [r.delta for r in await ledger_rows(h, ALICE)] == [1]
+    await h.app.flush()
+    assert len(await ledger_rows(h, ALICE)) == 1
+
+
 async def test_activity_level_up_is_announced_at_flush(make_harness: Any) -> None:
     h = await make_harness(plugins=["checkin"], config={"plugins": {"checkin": {"activity_points": 5}}})
     await h.app.points.change(GROUP, ALICE, 97, "checkin", "seed")
@@ -474,3 +493,30 @@ async def test_ledger_sum_always_equals_balance(prop_db: Any, sequence: list[Any
         refs = (await s.execute(select(PointsEntry.pool, PointsEntry.reference)
                                 .where(PointsEntry.chat_id.in_(chats)))).all()
     assert len(refs) == len(set(refs))  # one row per reference per pool
+
+
+async def test_shop_concurrency_on_postgresql(make_harness: Any) -> None:
+    """The same guarantees with real row locks (READ COMMITTED) when a PostgreSQL server is around."""
+    created = await fresh_postgres_database()
+    if created is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    url, admin_url = created
+    try:
+        h = await make_harness(plugins=["checkin"], db_url=url)
+        buyers = (ALICE, BOB, CAROL, DAVE)
+        for uid in buyers:
+            await h.app.points.change(GROUP, uid, 100, "gift", f"seed-{uid}")
+        await _item(h, stock=1, stock_given=True)
+        last = await asyncio.gather(*(shop.redeem(h.app, GROUP, uid, "cup", f"r{uid}") for uid in buyers))
+        assert sorted(r.status for r in last) == ["ok", "sold_out", "sold_out", "sold_out"]
+        await _item(h, code="lim", stock=10, stock_given=True, limit=1)
+        twice = await asyncio.gather(*(shop.redeem(h.app, GROUP, ALICE, "lim", f"q{i}") for i in range(4)))
+        assert sorted(r.status for r in twice) == ["limit", "limit", "limit", "ok"]
+        await _item(h, code="cp", kind="coupon", price=1)
+        await shop.add_codes(h.app, GROUP, "cp", ["C1", "C2"], None)
+        codes = await asyncio.gather(*(shop.redeem(h.app, GROUP, uid, "cp", f"c{uid}") for uid in buyers))
+        assert sorted(r.code for r in codes if r.status == "ok") == ["C1", "C2"]  # type: ignore[type-var]
+        await assert_ledger_consistent(h, GROUP, *buyers)
+        await h.stop()
+    finally:
+        await drop_postgres_database(url, admin_url)
