@@ -543,6 +543,15 @@ async def on_member_left(app: App, ev: MemberLeft) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+async def _answer(query: CallbackQuery, text: str, show_alert: bool = False) -> None:
+    """Answer a button press; a failed answer (e.g. a press older than Telegram keeps them, after
+    downtime) must not stop the verdict, so it is logged and ignored."""
+    try:
+        await query.answer(text, show_alert=show_alert)
+    except TelegramAPIError as exc:
+        log.info("welcome: answerCallbackQuery failed: %s", exc)
+
+
 class CaptchaButton(Filter):
     async def __call__(self, event: TelegramObject) -> bool:
         data = getattr(event, "data", None)
@@ -555,7 +564,7 @@ async def on_captcha_button(query: CallbackQuery, ctx: Ctx) -> None:
     parsed = service.parse_callback(query.data)
     message = query.message
     if parsed is None or message is None:
-        await query.answer(_("无效的按钮。"), show_alert=True)
+        await _answer(query, _("无效的按钮。"), show_alert=True)
         return
     token, index = parsed
     chat_id = message.chat.id
@@ -564,28 +573,28 @@ async def on_captcha_button(query: CallbackQuery, ctx: Ctx) -> None:
         async with app.db() as s:
             row = await service.get_captcha(s, chat_id, user_id)
         if row is None or row.token != token:
-            await query.answer(_("这不是你的验证，请不要点别人的按钮。"), show_alert=True)
+            await _answer(query, _("这不是你的验证，请不要点别人的按钮。"), show_alert=True)
             return
         if row.message_id is not None and row.message_id != message.message_id:
-            await query.answer(_("无效的按钮。"), show_alert=True)
+            await _answer(query, _("无效的按钮。"), show_alert=True)
             return
         if row.status in (PASSED, PASSING):
-            await query.answer(_("你已经通过验证了。"))
+            await _answer(query, _("你已经通过验证了。"))
             if row.status == PASSING:
                 await _pass(app, chat_id, user_id, token)
             return
         if row.status != PENDING:
-            await query.answer(_("这个验证已经结束了。"), show_alert=True)
+            await _answer(query, _("这个验证已经结束了。"), show_alert=True)
             return
         try:
             right, count = _parse_answer_spec(row.answer)
         except ValueError:
             right, count = 0, 1
         if index >= count:
-            await query.answer(_("无效的按钮。"), show_alert=True)
+            await _answer(query, _("无效的按钮。"), show_alert=True)
             return
         if index == right:
-            await query.answer(_("验证通过，欢迎！"))
+            await _answer(query, _("验证通过，欢迎！"))
             await _pass(app, chat_id, user_id, token)
             return
         cfg = cast(WelcomeConfig, ctx.cfg)
@@ -593,9 +602,9 @@ async def on_captcha_button(query: CallbackQuery, ctx: Ctx) -> None:
             attempts = await service.add_attempt(s, chat_id, user_id, token)
         left = cfg.captcha_attempts - attempts
         if left > 0:
-            await query.answer(_("答错了，还可以再试 {n} 次。").replace("{n}", str(left)), show_alert=True)
+            await _answer(query, _("答错了，还可以再试 {n} 次。").replace("{n}", str(left)), show_alert=True)
             return
-        await query.answer(_("答错次数太多，验证失败。"), show_alert=True)
+        await _answer(query, _("答错次数太多，验证失败。"), show_alert=True)
         await _fail(app, chat_id, user_id, token)
 
 

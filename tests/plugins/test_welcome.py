@@ -484,3 +484,14 @@ async def test_captcha_over_http_with_the_real_client(make_harness: Any) -> None
     await h.advance(121)
     assert [c.params["user_id"] for c in h.calls("banChatMember")] == [2400]
     assert h.calls("unbanChatMember")[-1].ok
+
+
+async def test_press_during_downtime_still_passes_when_the_answer_is_too_old(make_harness: Any) -> None:
+    h = await start(make_harness, captcha_timeout=3600)
+    await h.join(GROUP, DAVE)
+    message_id, right, _ = await right_data(h, DAVE)
+    h.world.press_button(GROUP, DAVE, message_id, right)  # pressed while the bot was away ...
+    h.clock.advance(20 * 60)  # ... for longer than Telegram keeps a button press answerable
+    await h.deliver()
+    assert [c for c in h.calls("answerCallbackQuery") if not c.ok]
+    assert can_send(h, DAVE)
