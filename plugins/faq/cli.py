@@ -28,13 +28,17 @@ import io
 import json
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plugins.faq.matcher import REGEX, FaqError
 from plugins.faq.parsing import MODE_ALIASES, PreparedEntry, buttons_to_markup_text, prepare_entry, validate_buttons
 
+FaqConfigGetter = Callable[[int], Awaitable[Any]]
 _TOML_KEYS = frozenset({"keywords", "synonyms", "mode", "reply", "buttons", "media_type", "media_file_id"})
 _CSV_ALIASES = {
     "keywords": "keywords", "关键词": "keywords", "keyword": "keywords",
@@ -207,6 +211,35 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 # ---- commands ---------------------------------------------------------------------------------------
+@asynccontextmanager
+async def open_db(args: argparse.Namespace) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], FaqConfigGetter]]:
+    """The configured database (migrated) and the chat's merged faq config.
+
+    Lighter than ``bot.cli_support.open_app``: an import or export needs no Telegram connection,
+    so no Bot, no getMe and no plugin start-up (the running bot picks the change up by revision).
+    """
+    from bot.chat_config import ChatConfigService
+    from bot.clock import Clock
+    from bot.db import create_engine, session_factory
+    from bot.migrate import upgrade
+    from bot.registry import discover
+    from bot.settings import load_settings
+
+    settings = load_settings(getattr(args, "config", None))
+    await upgrade(settings.database.url)
+    engine = create_engine(settings.database.url)
+    db = session_factory(engine)
+    chat_config = ChatConfigService(settings, discover(), db, Clock())
+
+    async def faq_config(chat_id: int) -> Any:
+        return await chat_config.get(chat_id, "faq")
+
+    try:
+        yield db, faq_config
+    finally:
+        await engine.dispose()
+
+
 def _format_of(path: str, explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -217,7 +250,7 @@ def _format_of(path: str, explicit: str | None) -> str:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from bot.cli_support import open_app
+    from bot.clock import Clock
     from bot.textnorm import TextNormalizer
     from plugins.faq import service
     from plugins.faq.config import FaqConfig
@@ -238,13 +271,13 @@ async def _import(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{args.file}: {len(entries)} entries are valid (dry run, nothing imported)")
         return 0
-    async with open_app(args) as app:
-        cfg = await app.chat_config.get(args.chat, "faq")
+    async with open_db(args) as (db, faq_config):
+        cfg = await faq_config(args.chat)
         assert isinstance(cfg, FaqConfig)
         try:
-            async with app.db() as session, session.begin():
+            async with db() as session, session.begin():
                 result = await service.import_entries(
-                    session, args.chat, entries, replace=args.replace, by=None, now=app.clock.now(),
+                    session, args.chat, entries, replace=args.replace, by=None, now=Clock().now(),
                     max_entries=cfg.max_entries, max_regex=cfg.max_regex,
                 )
         except FaqError as exc:
@@ -256,10 +289,9 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from bot.cli_support import open_app
     from plugins.faq import service
 
-    async with open_app(args) as app, app.db() as session:
+    async with open_db(args) as (db, _), db() as session:
         rows = service.export_rows(await service.list_entries(session, args.chat))
     out = to_toml(rows, args.chat) if args.format == "toml" else to_csv(rows)
     if args.output and args.output != "-":
