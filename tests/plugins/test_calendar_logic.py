@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -333,3 +334,52 @@ def test_cli_through_qunbot_main(tmp_path: Path, capsys: pytest.CaptureFixture[s
     cfg = write_config(tmp_path)
     assert main(["--config", str(cfg), "calendar", "validate", str(cal)]) == 1
     assert "日期不存在" in capsys.readouterr().out
+
+
+# ---- translations -----------------------------------------------------------------------------------
+def _msgids() -> set[str]:
+    """zh_CN strings the plugin hands to gettext (directly, or as problem/notice msgids)."""
+    import ast
+    import re
+
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    callers = {"_", "N_", "WhenError", "bad", "Problem", "gettext", "_notify", "ValueError", "append", "UsageError"}
+    found: set[str] = set()
+    for path in Path("plugins/content_calendar").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name not in callers:
+                continue
+            args = list(node.args)
+            if name == "append" and args and isinstance(args[0], ast.Tuple | ast.Call):
+                args = list(args[0].elts) if isinstance(args[0], ast.Tuple) else list(args[0].args)
+            for arg in args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and cjk.search(arg.value):
+                    found.add(arg.value)
+    return found
+
+
+def test_every_user_facing_string_has_an_english_translation() -> None:
+    from bot.i18n import parse_po
+    from plugins.content_calendar.festivals import BUILTIN
+    from plugins.content_calendar.jobs import WEEKDAYS
+
+    catalog = parse_po(Path("plugins/content_calendar/locales/en.po").read_text(encoding="utf-8"))
+    wanted = _msgids() | set(WEEKDAYS) | {f.name for f in BUILTIN if not f.name.isdigit()}
+    wanted -= {"时间已经过去"}  # a prefix test, not a message
+    assert len(wanted) > 100
+    missing = sorted(m for m in wanted if m not in catalog)
+    assert missing == []
+    for msgid, text in catalog.items():  # placeholders survive translation
+        assert set(re.findall(r"\{\w*\}", msgid)) == set(re.findall(r"\{\w*\}", text)), msgid
+
+
+def test_example_calendar_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[bot]\ntimezone = "Asia/Shanghai"\n\n[chats.-1001234567890]\ntags = ["fans"]\n', encoding="utf-8")
+    example = "plugins/content_calendar/calendar.example.toml"
+    assert run_cli(["--config", str(cfg), "calendar", "validate", example]) == 0
+    assert "0 error(s)" in capsys.readouterr().out
