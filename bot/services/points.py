@@ -8,12 +8,13 @@ chats into a shared pool (``[points] pools``).
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import String, cast, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -234,12 +235,13 @@ class PointsService:
             if since is None and reasons is None and exclude_reasons is None:
                 stmt = (
                     select(PointsBalance.user_id, PointsBalance.balance)
-                    .where(PointsBalance.pool == pool, PointsBalance.balance > 0)
+                    # user_id < 0: the pseudonym of a forgotten user (anonymize_user), never on a board.
+                    .where(PointsBalance.pool == pool, PointsBalance.balance > 0, PointsBalance.user_id > 0)
                     .order_by(PointsBalance.balance.desc(), PointsBalance.user_id)
                 )
             else:
                 total = func.sum(PointsEntry.delta)
-                cond = [PointsEntry.pool == pool]
+                cond = [PointsEntry.pool == pool, PointsEntry.user_id > 0]
                 if since is not None:
                     cond.append(PointsEntry.created_at >= since)
                 if reasons is not None:
@@ -272,6 +274,38 @@ class PointsService:
             if uid == user_id:
                 return index, points
         return None
+
+    async def anonymize_user(self, user_id: int, *, session: AsyncSession | None = None) -> int:
+        """Detach a user's ledger from them ("forget me"): every entry and balance row of ``user_id`` in
+        every pool moves to one fresh random negative pseudonym, its note is cleared and its reference
+        (which may embed the user id) becomes ``anon:<pseudonym>:<entry id>``; entries the user made as
+        actor lose their actor. Pool totals and ``balance == ledger_sum`` stay true for the pseudonym;
+        pseudonyms never appear on leaderboards. The pseudonym is not stored, so the link is gone.
+        Returns the number of ledger entries moved. With ``session`` the caller owns the transaction.
+        """
+        pseudonym = -(secrets.randbelow(2**62) + 1)
+
+        async def apply(s: AsyncSession) -> int:
+            result = await s.execute(
+                update(PointsEntry).where(PointsEntry.user_id == user_id).values(
+                    user_id=pseudonym, note=None,
+                    reference=literal(f"anon:{pseudonym}:") + cast(PointsEntry.id, String),
+                ).execution_options(synchronize_session=False)
+            )
+            await s.execute(update(PointsEntry).where(PointsEntry.actor_id == user_id).values(actor_id=None)
+                            .execution_options(synchronize_session=False))
+            await s.execute(update(PointsBalance).where(PointsBalance.user_id == user_id).values(user_id=pseudonym)
+                            .execution_options(synchronize_session=False))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+        if session is not None:
+            return await apply(session)
+
+        async def tx() -> int:
+            async with self._db() as s, s.begin():
+                return await apply(s)
+
+        return await retry_locked(tx)
 
     async def history(self, chat_id: int, user_id: int, limit: int = 100) -> list[PointsEntry]:
         async with self._db() as s:
