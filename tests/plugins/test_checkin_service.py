@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -460,9 +463,14 @@ op = st.one_of(
 
 @pytest.fixture
 async def prop_db(tmp_path: Any) -> Any:
-    engine = await engine_with_schema(f"sqlite+aiosqlite:///{tmp_path / 'prop.db'}")
+    # RAM-backed when available: the property test commits hundreds of small transactions.
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
+    engine = await engine_with_schema(f"sqlite+aiosqlite:///{folder / 'prop.db'}")
     yield session_factory(engine), iter(range(1, 10**6))
     await engine.dispose()
+    if folder != tmp_path:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -520,3 +528,25 @@ async def test_shop_concurrency_on_postgresql(make_harness: Any) -> None:
         await h.stop()
     finally:
         await drop_postgres_database(url, admin_url)
+
+
+def test_english_catalog_keeps_every_placeholder() -> None:
+    from string import Formatter
+
+    from bot.i18n import parse_po
+
+    catalog = parse_po((Path(shop.__file__).parent / "locales" / "en.po").read_text(encoding="utf-8"))
+    assert len(catalog) > 150
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in Formatter().parse(text) if name}
+
+    for source, english in catalog.items():
+        assert fields(source) == fields(english), source
+
+
+async def test_english_chat_gets_english_replies(make_harness: Any) -> None:
+    h = await make_harness(plugins=["checkin"], config={"chats": {GROUP: {"language": "en"}},
+                                                        "plugins": {"checkin": {"lucky_chance": 0}}})
+    await h.say(GROUP, ALICE, "签到")
+    assert "Alice checked in! #1 today" in h.last_text(GROUP) and "+5 points" in h.last_text(GROUP)
