@@ -383,3 +383,12 @@ def test_example_calendar_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFi
     example = "plugins/content_calendar/calendar.example.toml"
     assert run_cli(["--config", str(cfg), "calendar", "validate", example]) == 0
     assert "0 error(s)" in capsys.readouterr().out
+
+
+def test_config_example_lists_every_key_with_its_default() -> None:
+    import tomllib
+
+    data = tomllib.loads(Path("plugins/content_calendar/config.example.toml").read_text(encoding="utf-8"))
+    table = data["plugins"]["content_calendar"]
+    assert set(table) == set(ContentCalendarConfig.model_fields)
+    assert ContentCalendarConfig.model_validate(table) == ContentCalendarConfig()
