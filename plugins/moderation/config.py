@@ -66,6 +66,9 @@ class ModerationConfig(PluginConfig):
     spam_wave_similarity: float = Field(default=0.8, gt=0, le=1)
     spam_wave_min_chars: int = Field(default=8, ge=1, le=1000)
     spam_wave_action: str = "mute 1d"
+    # Only texts with a promotion signal (link, @mention, long number, 微信/vx/QQ/私聊/兼职...) can form a
+    # wave, so three fans asking "今天直播几点开始" at once, or a 接龙 list, are never punished.
+    spam_wave_require_signal: bool = True
 
     # ---- anti-raid
     raid_enabled: bool = True

@@ -34,6 +34,22 @@ URL_RE = re.compile(
 INVITE_RE = re.compile(r"(?i)(?:t(?:elegram)?\.me|telegram\.dog)/(?:\+|joinchat/)[\w-]+|tg://join\?invite=")
 MENTION_RE = re.compile(r"(?<![\w@])@([a-zA-Z][\w]{3,31})")
 MEDIA_ATTRS = ("photo", "video", "audio", "voice", "video_note")
+# Promotion signals in normalized (simplified, case-folded) text: what makes copies a spam wave.
+PROMO_RE = re.compile(
+    r"https?://|www\.|t\.me/|@[a-z][\w]{3,}|\d{6,}|v\s*x|wei\s*xin|微信|薇信|威信|加v|加我|私聊|私信|qq|扣扣|"
+    r"兼职|赚钱|日结|返利|刷单|代理|招募|推广|引流|涨粉|点击链接|扫码"
+)
+
+
+def promo_signal(normalized: str, message: Message) -> bool:
+    """Does the text advertise (a link, a contact, a job offer)? A 接龙 list never does."""
+    if "接龙" in normalized:
+        return False
+    if message.entities or message.caption_entities:
+        for e in message.entities or message.caption_entities or []:
+            if e.type in ("url", "text_link", "mention", "phone_number", "email"):
+                return True
+    return PROMO_RE.search(normalized) is not None
 
 
 def links_of(message: Message) -> list[str]:
@@ -219,7 +235,11 @@ async def judge(message: Message, ctx: Ctx, *, edited: bool = False) -> list[Cas
             return [case("spam", cfg.rule_action("spam"), f"spam:{mid}", delete_ids=[mid], reason=reason,
                          add_warn=cfg.auto_actions_add_warn)]
 
-    if cfg.spam_wave_enabled and target is not None and not approved and squeezed and not edited:
+    if (
+        cfg.spam_wave_enabled and target is not None and not approved and squeezed and not edited
+        and len(squeezed) >= cfg.spam_wave_min_chars
+        and (not cfg.spam_wave_require_signal or promo_signal(normalized, message))
+    ):
         wave = rt.waves.hit(chat_id, target, mid, squeezed, app.clock.time(), members=cfg.spam_wave_members,
                             seconds=cfg.spam_wave_seconds, threshold=cfg.spam_wave_similarity,
                             min_chars=cfg.spam_wave_min_chars)

@@ -5,14 +5,17 @@ Words are literal, never patterns. A word of letters and digits is matched on th
 characters removed), so "骗 子", "骗*子", "骗\u200b子" and "騙子" all hit "骗子". A word that itself contains
 symbols ("a.*b", "[x]+", "🔞福利") is matched literally on the normalized message with only whitespace
 and invisible characters removed: "a.*b" hits "A .* B" but never "axxb" or "ab".
-Optional pinyin matching catches spelled-out evasions ("pianzi", "Pian Zi") and, with homophones on,
-sound-alike characters ("骗紫"); it needs pinyin of at least ``MIN_PINYIN`` letters to avoid noise.
+Optional pinyin matching catches spelled-out evasions ("pianzi", "Pian Zi"): the word's pinyin letters
+are looked for in the Latin letters of the message (at least ``MIN_PINYIN`` of them, to avoid noise).
+With homophones on, sound-alike characters ("骗紫") are caught too: the message is converted to pinyin
+syllables and the word's syllables must match whole syllables (so "pian zi" never matches inside
+"... pian" + "zi ..." of two unrelated words). That costs a pypinyin call per message: off by default.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +49,10 @@ class WordEntry:
 class Hit:
     entry: WordEntry
     via: str  # text | symbols | pinyin
+
+
+def _syllable_key(syllables: list[str]) -> str:
+    return " " + " ".join(syllables) + " "
 
 
 def visible(normalized: str) -> str:
@@ -95,6 +102,12 @@ class WordMatcher:
         text_pairs: list[tuple[str, WordEntry]] = []
         symbol_pairs: list[tuple[str, WordEntry]] = []
         pinyin_pairs: list[tuple[str, WordEntry]] = []
+        homophone_pairs: list[tuple[str, WordEntry]] = []
+        self._syllables: Callable[[str], list[str]] | None = None
+        if homophones:
+            from pypinyin import lazy_pinyin  # ~1 s on first import; the matcher is built off the loop
+
+            self._syllables = lazy_pinyin
         for entry in self.entries:
             key, literal = word_form(normalizer, entry.word)
             if not key:
@@ -103,14 +116,17 @@ class WordMatcher:
                 symbol_pairs.append((key, entry))
                 continue
             text_pairs.append((key, entry))
-            if pinyin and _CJK_RE.search(key):
+            if (pinyin or homophones) and _CJK_RE.search(key):
                 py = normalizer.pinyin(key)
                 if len(py) >= MIN_PINYIN:
-                    pinyin_pairs.append((py, entry))
+                    if pinyin:
+                        pinyin_pairs.append((py, entry))
+                    if self._syllables is not None:
+                        homophone_pairs.append((_syllable_key(self._syllables(key)), entry))
         self._text = _automaton(text_pairs)
         self._symbols = _automaton(symbol_pairs)
         self._pinyin = _automaton(pinyin_pairs)
-        self._homophones = homophones and self._pinyin is not None
+        self._homophones = _automaton(homophone_pairs)
         self.size = len(self.entries)
 
     @staticmethod
@@ -139,6 +155,7 @@ class WordMatcher:
             latin = squeezed if squeezed.isascii() else "".join(ch for ch in squeezed if "a" <= ch <= "z")
             if len(latin) >= MIN_PINYIN:
                 best = self._best(self._pinyin, latin, "pinyin", best)
-            if self._homophones and best is None and _CJK_RE.search(squeezed):
-                best = self._best(self._pinyin, self._norm.pinyin(squeezed), "pinyin", best)
+        if self._homophones is not None and self._syllables is not None and best is None and squeezed \
+                and _CJK_RE.search(squeezed):
+            best = self._best(self._homophones, _syllable_key(self._syllables(squeezed)), "pinyin", best)
         return best

@@ -254,6 +254,15 @@ async def test_spam_wave(make_harness: Any) -> None:
     assert muted == {ALICE, BOB, CAROL}
 
 
+async def test_innocent_repeats_are_not_a_wave(make_harness: Any) -> None:
+    h = await start(make_harness)
+    for uid in (ALICE, BOB, CAROL):
+        await h.say(GROUP, uid, "今天直播几点开始呀大家知道吗")
+    for i, uid in enumerate((ALICE, BOB, CAROL)):
+        await h.say(GROUP, uid, "接龙\n" + "\n".join(f"{n + 1}. 买家{n}" for n in range(i + 3)))
+    assert punitive(h) == []
+
+
 async def test_newcomer_links_and_forwards(make_harness: Any) -> None:
     h = await start(make_harness, allowed_domains=["taobao.com"])
     await h.join(GROUP, DAVE)

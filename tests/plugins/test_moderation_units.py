@@ -172,9 +172,14 @@ def test_pinyin_evasion(norm: TextNormalizer) -> None:
         hit = with_pinyin.match(text)
         assert hit is not None and hit.via == "pinyin", text
     assert with_pinyin.match("骗紫") is None
-    homophones = WordMatcher(norm, entries, pinyin=True, homophones=True)
+    homophones = WordMatcher(norm, entries, homophones=True)
     hit = homophones.match("他是骗紫")
     assert hit is not None and hit.via == "pinyin"
+    # Whole syllables only: 西安 (xi an) sounds like nothing in 先走了 (xian zou le), although the
+    # letters "xian" are there.
+    xian = WordMatcher(norm, [WordEntry("西安", Action("ban"))], homophones=True)
+    assert xian.match("先走了") is None
+    assert xian.match("我在溪岸边") is not None  # 溪岸: xi an
 
 
 def test_regex_looking_words_are_literal(norm: TextNormalizer) -> None:
