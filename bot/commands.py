@@ -57,6 +57,10 @@ class CommandTable:
                     )
                 self.by_name[name] = entry
                 for alias in spec.aliases:
+                    if alias in self.by_alias:
+                        raise ConfigError(
+                            f"keyword {alias!r} is claimed by both {self.by_alias[alias].plugin} and {plugin}"
+                        )
                     self.by_alias[alias] = entry
 
     def entries(self) -> list[Entry]:

@@ -19,7 +19,7 @@ from bot.clock import FakeClock
 from bot.db import Base
 from bot.emulator.session import EmulatorSession
 from bot.emulator.world import World
-from bot.runner import RawGetUpdates, parse_updates
+from bot.runner import ALLOWED_UPDATES, RawGetUpdates, parse_updates
 from bot.settings import Settings, load_settings
 
 TOKEN = "123456:TEST-token-for-the-emulator-only"
@@ -133,7 +133,9 @@ class Harness:
         """Fetch every pending update, process it as a batch, commit, confirm; wait for sends."""
         total = 0
         while True:
-            raw = await self.app.bot(RawGetUpdates(offset=self.offset, limit=100, timeout=0))
+            raw = await self.app.bot(
+                RawGetUpdates(offset=self.offset, limit=100, timeout=0, allowed_updates=ALLOWED_UPDATES)
+            )
             if not raw:
                 break
             updates, highest = parse_updates(self.app, raw)
