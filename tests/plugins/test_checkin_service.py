@@ -550,3 +550,12 @@ async def test_english_chat_gets_english_replies(make_harness: Any) -> None:
                                                         "plugins": {"checkin": {"lucky_chance": 0}}})
     await h.say(GROUP, ALICE, "签到")
     assert "Alice checked in! #1 today" in h.last_text(GROUP) and "+5 points" in h.last_text(GROUP)
+
+
+def test_config_example_lists_every_key_with_its_default() -> None:
+    import tomllib
+
+    example = Path(shop.__file__).parent / "config.example.toml"
+    table = tomllib.loads(example.read_text(encoding="utf-8"))["plugins"]["checkin"]
+    assert set(table) == set(CheckinConfig.model_fields)
+    assert CheckinConfig.model_validate(table) == CheckinConfig()
