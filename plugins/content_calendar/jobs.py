@@ -62,6 +62,7 @@ from plugins.content_calendar.when import Occurrence, parse_clock
 
 if TYPE_CHECKING:
     from bot.app import App
+    from bot.models import Timer
     from plugins.content_calendar.models import CalendarEntry
 
 log = logging.getLogger(__name__)
@@ -330,19 +331,28 @@ class CalendarRuntime:
         return result
 
     # ---- arming --------------------------------------------------------------------------------------
-    async def arm(self, entry: Entry, chat_id: int, *, after: datetime | None = None) -> Occurrence | None:
-        """Arm the next occurrence of ``entry`` in ``chat_id`` (idempotent); returns it, or None."""
+    async def arm(
+        self, entry: Entry, chat_id: int, *, after: datetime | None = None, paused: bool | None = None,
+        timers: list[Timer] | None = None,
+    ) -> Occurrence | None:
+        """Arm the next occurrence of ``entry`` in ``chat_id`` (idempotent); returns it, or None.
+
+        A chat where the plugin is switched off stays armed: the fire skips it and arms the next one, so
+        switching the plugin back on needs no event. ``paused``/``timers`` let ``arm_all`` prefetch.
+        """
         app = self.app
         prefix = f"{TIMER_PREFIX}{entry.key}:{chat_id}:"
         now = app.clock.now()
         target: Occurrence | None = None
-        if entry.enabled and await app.chat_config.enabled(chat_id, NAME):
-            async with app.db() as s:
-                paused = await svc.is_paused(s, entry.key, chat_id)
+        if entry.enabled:
+            if paused is None:
+                async with app.db() as s:
+                    paused = await svc.is_paused(s, entry.key, chat_id)
             if not paused:
                 target = await self._next_free(entry, chat_id, max(now, after) if after else now)
         wanted = timer_key(entry.key, chat_id, target.slot) if target else None
-        for t in await app.timers.pending(prefix):
+        mine = await app.timers.pending(prefix) if timers is None else timers
+        for t in mine:
             # Only timers of *future* slots: an overdue one (downtime) or one waiting to retry a send keeps
             # its chance to run.
             if t.key != wanted and _slot_due(t) > now:
@@ -350,7 +360,7 @@ class CalendarRuntime:
         if target is None or wanted is None:
             return None
         due = target.local.astimezone(ZoneInfo("UTC"))
-        existing = await app.timers.get(wanted)
+        existing = next((t for t in mine if t.key == wanted), None) or await app.timers.get(wanted)
         if existing is None or existing.status == "cancelled" or (
             existing.status == "pending" and existing.due_at != due
         ):
@@ -378,18 +388,23 @@ class CalendarRuntime:
         entries = await self.entries()
         pairs = {(e.key, c) for e in entries for c in self.targets(e)}
         now = self.app.clock.now()
-        if chat_id is None:
-            for t in await self.app.timers.pending(TIMER_PREFIX):
-                key = (t.payload or {}).get("entry")
-                if (key, t.chat_id) not in pairs and _slot_due(t) > now:
-                    await self.app.timers.cancel(t.key)
+        by_pair: dict[tuple[str, int | None], list[Timer]] = {}
+        for t in await self.app.timers.pending(TIMER_PREFIX):
+            key = (t.payload or {}).get("entry")
+            if (key, t.chat_id) not in pairs and _slot_due(t) > now and chat_id is None:
+                await self.app.timers.cancel(t.key)
+            else:
+                by_pair.setdefault((key, t.chat_id), []).append(t)
+        async with self.app.db() as s:
+            paused = await svc.all_pauses(s)
         armed = 0
         for entry in entries:
             for chat in self.targets(entry):
                 if chat_id is not None and chat != chat_id:
                     continue
                 try:
-                    if await self.arm(entry, chat) is not None:
+                    if await self.arm(entry, chat, paused=(entry.key, chat) in paused,
+                                      timers=by_pair.get((entry.key, chat), [])) is not None:
                         armed += 1
                 except Exception:
                     log.exception("arming %s in chat %s failed", entry.key, chat)
@@ -419,14 +434,15 @@ class CalendarRuntime:
             return Outcome("gone")
         due = _parse_due(fire.payload.get("due")) or fire.due_at
         occ = Occurrence(occ.slot, due.astimezone(tz), occ.festival, occ.days_to)
-        if not await app.chat_config.enabled(chat_id, NAME):
-            await self.arm(entry, chat_id)
-            return Outcome("paused")
+        after = datetime.combine(occ.local.date(), time.max, tzinfo=tz) if occ.is_peak else occ.local
         async with app.db() as s:
             if await svc.is_paused(s, key, chat_id):
                 return Outcome("paused")
+        if not await app.chat_config.enabled(chat_id, NAME):
+            log.info("calendar: plugin off in chat %s; %s (%s) not posted", chat_id, key, slot)
+            await self.arm(entry, chat_id, after=after)
+            return Outcome("paused")
         # Arm the next occurrence first: it does not depend on how this one ends.
-        after = datetime.combine(occ.local.date(), time.max, tzinfo=tz) if occ.is_peak else occ.local
         try:
             await self.arm(entry, chat_id, after=after)
         except Exception:

@@ -99,6 +99,10 @@ async def is_paused(s: AsyncSession, key: str, chat_id: int) -> bool:
     return await s.get(Pause, (key, chat_id)) is not None
 
 
+async def all_pauses(s: AsyncSession) -> set[tuple[str, int]]:
+    return {(k, c) for k, c in (await s.execute(select(Pause.entry_key, Pause.chat_id))).all()}
+
+
 async def paused_keys(s: AsyncSession, chat_id: int) -> set[str]:
     return set((await s.scalars(select(Pause.entry_key).where(Pause.chat_id == chat_id))).all())
 

@@ -502,3 +502,15 @@ async def test_broken_file_keeps_previous_entries_and_reload_applies_changes(mak
     async with h.app.db() as s:
         row = await s.scalar(select(CalendarEntry).where(CalendarEntry.key == "night"))
     assert row is not None and not row.active
+
+
+async def test_plugin_switched_off_in_a_chat_skips_it_and_resumes_when_back_on(make_harness: Any,
+                                                                              tmp_path: Path) -> None:
+    h = await start(make_harness, tmp_path, DAILY)
+    await h.app.chat_config.update(GROUP, NAME, {"enabled": False})
+    await h.advance(4 * 60)
+    assert texts(h, GROUP) == [] and await occurrences(h) == []
+    assert list(await pending(h)) == [f"content_calendar:night:{GROUP}:2026-11-19T19:10"]
+    await h.app.chat_config.update(GROUP, NAME, {"enabled": True})
+    await advance_to(h, datetime(2026, 11, 19, 11, 10, tzinfo=UTC))
+    assert texts(h, GROUP) == ["晚上好 11月19日"]
