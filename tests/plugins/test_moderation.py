@@ -687,3 +687,12 @@ async def test_ops_word_file(make_harness: Any, tmp_path: Any) -> None:
     assert [c["user_id"] for c in ok(h, "banChatMember")] == [CAROL]
     await h.say(GROUP, ADMIN, "/blacklist")
     assert "运营词库文件" in h.last_text(GROUP)
+
+
+async def test_english_chat(make_harness: Any) -> None:
+    h = await start(make_harness, blacklist_words=["骗子"])
+    await h.say(GROUP, ADMIN, "/lang en")
+    await h.say(GROUP, BOB, "骗子")
+    assert "was warned" in h.last_text(GROUP) and "banned words" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/mute 10x 1002")
+    assert "as a reply, or /mute @username" in h.last_text(GROUP)
