@@ -462,16 +462,25 @@ async def test_placeholders_when_data_is_missing(make_harness: Any, tmp_path: Pa
     assert texts(h, GROUP) == ["本周还没有人上榜|还没有连续签到记录"]
 
 
-async def test_countdown_posts_each_day_with_days_left(make_harness: Any, tmp_path: Path) -> None:
-    cal = ('[[entry]]\nid = "d12"\nwhen = "双十二倒计时3天 20:00"\nchats = [-1001]\ntags = ["marketing"]\npin = true\n'
+async def test_double_eleven_countdown_posts_each_day_with_days_left(make_harness: Any, tmp_path: Path) -> None:
+    cal = ('[[entry]]\nid = "d11"\nwhen = "双十一倒计时3天 20:00"\nchats = [-1001]\ntags = ["marketing"]\npin = true\n'
            'text = "距{festival}还有{days_to_festival}天"\n')
     h = await start(make_harness, tmp_path, cal)
-    assert list(await pending(h)) == [f"content_calendar:d12:{GROUP}:2026-12-09T20:00"]
-    for day in (9, 10, 11):
-        await advance_to(h, datetime(2026, 12, day, 12, 0, tzinfo=UTC))
-    assert texts(h, GROUP) == ["距双十二还有3天", "距双十二还有2天", "距双十二还有1天"]
-    assert len(posts(h, GROUP, "unpinChatMessage")) == 2
-    assert list(await pending(h)) == [f"content_calendar:d12:{GROUP}:2027-12-09T20:00"]
+    # 双十一 2026 is over: the next countdown is 2027's.
+    assert list(await pending(h)) == [f"content_calendar:d11:{GROUP}:2027-11-08T20:00"]
+    for day in (8, 9, 10):
+        await advance_to(h, datetime(2027, 11, day, 12, 0, tzinfo=UTC))
+    assert texts(h, GROUP) == ["距双十一还有3天", "距双十一还有2天", "距双十一还有1天"]
+    assert len(posts(h, GROUP, "pinChatMessage")) == 3 and len(posts(h, GROUP, "unpinChatMessage")) == 2
+    assert list(await pending(h)) == [f"content_calendar:d11:{GROUP}:2028-11-08T20:00"]
+
+
+async def test_english_chat_gets_english_dates_and_placeholders(make_harness: Any, tmp_path: Path) -> None:
+    cal = ('[[entry]]\nid = "e"\nwhen = "每天 19:10"\nchats = [-1001]\n'
+           'text = "{date} {weekday}: {top_members} / {next_festival}"\n')
+    h = await start(make_harness, tmp_path, cal, chats={GROUP: {"language": "en"}})
+    await h.advance(4 * 60)
+    assert texts(h, GROUP) == ["11/18 Wednesday: Nobody on this week's board yet / Double 12"]
 
 
 # ---- file reloads -------------------------------------------------------------------------------------
