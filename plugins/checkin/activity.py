@@ -48,6 +48,8 @@ class CheckinRuntime:
     pending: list[Credit] = field(default_factory=list)
     # chat_id -> fingerprint of the config items last synced into the chat's shop table.
     synced_items: dict[int, str] = field(default_factory=dict)
+    # Chats whose messages were seen since start (the weekly award visits them).
+    active_chats: set[int] = field(default_factory=set)
     last_prune: float = 0.0
 
     def note_message(self, chat_id: int, user_id: int, text: str, at: float, day: date, cfg: CheckinConfig) -> bool:
@@ -96,6 +98,7 @@ async def observe(message: Message, ctx: Ctx) -> None:
     cfg: CheckinConfig = ctx.cfg  # type: ignore[assignment]
     at = message.date.timestamp()
     runtime: CheckinRuntime = ctx.runtime
+    runtime.active_chats.add(ctx.chat_id)
     runtime.note_message(ctx.chat_id, user.id, text, at, local_day(message.date, ctx.tz), cfg)
 
 

@@ -1,7 +1,7 @@
 """The weekly "top contributor" award: once the chat's local week is over, the member who earned the
 most points in it (shop spending left out) gets a bonus and the weekly_top badge.
 
-The job runs hourly for every chat with ledger activity in the last 8 days; the ledger reference
+The job runs hourly for every chat with recent activity; the ledger reference
 ``weekly_top:{chat}:{monday}`` makes each week's award happen exactly once, whenever the job runs.
 """
 
@@ -19,6 +19,7 @@ from bot.db import retry_locked
 from bot.models import PointsEntry
 from plugins.checkin.config import CheckinConfig
 from plugins.checkin.levels import day_start_utc, local_day, week_start
+from plugins.checkin.models import CheckinDay
 from plugins.checkin.service import NOT_EARNED, R_WEEKLY, badge_label, grant_badge
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ async def award_chat(app: App, chat_id: int) -> WeeklyWinner | None:
         top = (
             await s.execute(
                 select(PointsEntry.user_id, total)
-                .where(PointsEntry.chat_id == chat_id, PointsEntry.created_at >= since, PointsEntry.created_at < until,
+                .where(PointsEntry.pool == app.points.pool_for(chat_id), PointsEntry.chat_id == chat_id,
+                       PointsEntry.created_at >= since, PointsEntry.created_at < until,
                        PointsEntry.reason.not_in((*NOT_EARNED, R_WEEKLY)))
                 .group_by(PointsEntry.user_id)
                 .having(total > 0)
@@ -80,10 +82,14 @@ async def award_chat(app: App, chat_id: int) -> WeeklyWinner | None:
 async def run(app: App) -> list[WeeklyWinner]:
     """The hourly job: award every chat whose local week has turned."""
     now = app.clock.now()
+    # Chats with recent check-ins, chats whose messages the observer saw since start, configured chats
+    # (no scan of the ledger, which grows with every activity point).
     async with app.db() as s:
-        chats = [int(c) for c in await s.scalars(
-            select(PointsEntry.chat_id).where(PointsEntry.created_at >= now - timedelta(days=8)).distinct()
-        )]
+        chats = {int(c) for c in await s.scalars(
+            select(CheckinDay.chat_id).where(CheckinDay.day >= (now - timedelta(days=9)).date()).distinct()
+        )}
+    chats |= app.runtime("checkin").active_chats
+    chats |= set(app.chat_config.configured_chats())
     winners = []
     for chat_id in sorted(chats):
         if chat_id > 0 or not await app.chat_config.enabled(chat_id, "checkin"):

@@ -434,6 +434,7 @@ async def test_activity_level_up_is_announced_at_flush(make_harness: Any) -> Non
 # ---- weekly top --------------------------------------------------------------------------------
 async def test_weekly_top_contributor_is_awarded_once(h: Any) -> None:
     at_local(h, SH, 2026, 11, 18, 12)  # a Wednesday
+    await h.say(GROUP, CAROL, "hi")  # the chat is active (too short to earn points)
     p = h.app.points
     await p.change(GROUP, ALICE, 40, "checkin", "a")
     await p.change(GROUP, BOB, 60, "activity", "b")
