@@ -240,6 +240,7 @@ class App:
                     log.exception("plugin %s failed to start", plugin.name)
         if not background:
             return
+        await self.publish_menu()
         for plugin in self.plugins.values():
             for job in plugin.jobs:
                 self._add_job(plugin.name, job)
@@ -247,6 +248,14 @@ class App:
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.timers.loop(self, self.stop_event), name="timers"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
+
+    async def publish_menu(self) -> None:
+        """Telegram's command menu: Chinese by default, English for English-speaking users."""
+        try:
+            await self.bot.set_my_commands(self.commands.menu("zh_CN"))
+            await self.bot.set_my_commands(self.commands.menu("en"), language_code="en")
+        except Exception as exc:
+            log.warning("setMyCommands failed: %s", type(exc).__name__)
 
     def _add_job(self, plugin: str, job: Any) -> None:
         async def run() -> None:

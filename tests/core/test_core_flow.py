@@ -98,3 +98,15 @@ async def test_settings_toggle_button_checks_presser(make_harness) -> None:  # t
     await h.press(GROUP, CREATOR, msg["message_id"], toggle["callback_data"])
     assert not await h.app.chat_config.enabled(GROUP, plugin)
     assert await h.app.chat_config.enabled(OTHER_GROUP, plugin)
+
+
+async def test_command_menu_published_in_both_languages(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=[])
+    await h.app.publish_menu()
+    calls = h.calls("setMyCommands")
+    assert len(calls) == 2
+    zh, en = calls
+    zh_names = [c["command"] for c in zh.params["commands"]]
+    assert "help" in zh_names and "settings" not in zh_names  # admin commands stay out of the menu
+    assert en.params.get("language_code") == "en"
+    assert any("commands" in c["description"] for c in en.params["commands"])
