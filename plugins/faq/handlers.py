@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CALLBACK_PREFIX = "faq:"
-_CALLBACK_RE = re.compile(r"^faq:(sa|no):(\d{1,20})$")
+_CALLBACK_RE = re.compile(r"^faq:(sa|no):(-?\d{1,20}):(\d{1,20})$")
 _HEAD_RE = re.compile(r"\S+")
 LIST_BUDGET = 3500  # characters of /filters output before it is cut
 
@@ -240,9 +240,8 @@ async def cmd_filter(message: Message, ctx: Ctx) -> None:
     rt.invalidate(ctx.chat_id)
     if entry.mode == "word":
         rt.warm_words()
-    lead = ctx._("已添加自动回复") if saved.created else ctx._("已更新自动回复")
-    mode = ctx._(MODE_LABELS[entry.mode])
-    ctx.reply(message, f"{lead}（{mode}）：{_code_list(saved.keywords)}")
+    lead = ctx._("已添加自动回复（{mode}）：") if saved.created else ctx._("已更新自动回复（{mode}）：")
+    ctx.reply(message, lead.replace("{mode}", ctx._(MODE_LABELS[entry.mode])) + _code_list(saved.keywords))
 
 
 # ---- /stop, /stopall -----------------------------------------------------------------------------------
@@ -294,10 +293,11 @@ async def cmd_stopall(message: Message, ctx: Ctx) -> None:
     if not entries:
         ctx.reply(message, ctx._("本群还没有自动回复。"))
         return
-    uid = ctx.user_id or 0
+    # The group and the admin travel in the button (the prompt may sit in a DM after /connect).
+    tail = f"{ctx.chat_id}:{ctx.user_id or 0}"
     markup = InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=ctx._("确认全部删除"), callback_data=f"{CALLBACK_PREFIX}sa:{uid}"),
-        InlineKeyboardButton(text=ctx._("取消"), callback_data=f"{CALLBACK_PREFIX}no:{uid}"),
+        InlineKeyboardButton(text=ctx._("确认全部删除"), callback_data=f"{CALLBACK_PREFIX}sa:{tail}"),
+        InlineKeyboardButton(text=ctx._("取消"), callback_data=f"{CALLBACK_PREFIX}no:{tail}"),
     ]])
     question = ctx._("确定要删除本群全部自动回复吗？共 {n} 条，删除后无法恢复。").replace("{n}", str(len(entries)))
     ctx.reply(message, question, reply_markup=markup)
@@ -322,11 +322,13 @@ async def _edit(app: App, msg: Message, text: str) -> None:
 async def on_callback(query: CallbackQuery, ctx: Ctx) -> None:
     m = _CALLBACK_RE.match(query.data or "")
     msg = query.message
-    if m is None or not isinstance(msg, Message) or msg.chat.type not in GROUP_TYPES:
+    if m is None or not isinstance(msg, Message):
         await _answer(query, ctx._("无效的按钮。"))
         return
-    action, owner = m.group(1), int(m.group(2))
-    chat_id = msg.chat.id
+    action, chat_id, owner = m.group(1), int(m.group(2)), int(m.group(3))
+    if msg.chat.type in GROUP_TYPES and msg.chat.id != chat_id:
+        await _answer(query, ctx._("无效的按钮。"))  # a button copied from another group's prompt
+        return
     app = ctx.app
     if query.from_user.id != owner or not await app.admins.is_admin(chat_id, query.from_user.id):
         await _answer(query, ctx._("只有发起的管理员可以确认。"), show_alert=True)

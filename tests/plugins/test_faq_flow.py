@@ -287,6 +287,7 @@ async def test_stop_removes_one_keyword_and_keeps_the_others(make_harness: Calla
 
 async def test_stopall_asks_for_confirmation(make_harness: Callable[..., Any]) -> None:
     h = await faq_harness(make_harness)
+    await h.say(OTHER_GROUP, ADMIN, FILTER_SHIPPING)
     await h.say(GROUP, ADMIN, FILTER_SHIPPING)
     await h.say(GROUP, ADMIN, "/filter 退货 七天无理由")
     h.clear()
@@ -295,18 +296,20 @@ async def test_stopall_asks_for_confirmation(make_harness: Callable[..., Any]) -
     message_id = prompt.result["message_id"]
     confirm, cancel = prompt.params["reply_markup"]["inline_keyboard"][0]
     await h.press(GROUP, ALICE, message_id, confirm["callback_data"])  # not the admin who asked
-    for forged in ("faq:sa:forged", f"faq:sa:{ALICE}", "faq:zz:1"):  # a client can send any data
+    forgeries = [("faq:sa:forged", ADMIN), (f"faq:sa:{GROUP}:{ALICE}", ALICE), ("faq:zz:1", ADMIN),
+                 (f"faq:sa:{OTHER_GROUP}:{ADMIN}", ADMIN)]  # the last one names another group
+    for forged, user in forgeries:  # a client can send any data
         h.world.push_update({"callback_query": {
-            "id": f"forged-{forged}", "from": h.world.find_user(ALICE), "chat_instance": "1", "data": forged,
+            "id": f"forged-{forged}", "from": h.world.find_user(user), "chat_instance": "1", "data": forged,
             "message": h.world.message(GROUP, message_id),
         }})
         await h.deliver()
     async with h.app.db() as s:
-        assert await s.scalar(sa.select(sa.func.count()).select_from(FaqEntry)) == 2
+        assert await s.scalar(sa.select(sa.func.count()).select_from(FaqEntry)) == 3
     await h.press(GROUP, ADMIN, message_id, cancel["callback_data"])
     assert "已取消" in h.world.message(GROUP, message_id)["text"]
     async with h.app.db() as s:
-        assert await s.scalar(sa.select(sa.func.count()).select_from(FaqEntry)) == 2
+        assert await s.scalar(sa.select(sa.func.count()).select_from(FaqEntry)) == 3
     await h.say(GROUP, ADMIN, "/stopall")
     prompt = h.calls("sendMessage")[-1]
     message_id = prompt.result["message_id"]
@@ -316,6 +319,25 @@ async def test_stopall_asks_for_confirmation(make_harness: Callable[..., Any]) -
     h.world.push_update({"callback_query": {**raw["callback_query"], "id": "again"}})  # a second tap, late
     await h.deliver()
     assert "已经没有自动回复" in h.world.message(GROUP, message_id)["text"]
+    h.clear()
+    await h.say(GROUP, ALICE, "发货多久")
+    assert answers(h) == []
+    await h.say(OTHER_GROUP, ALICE, "发货多久")
+    assert len(answers(h, OTHER_GROUP)) == 1  # the other group's entries are untouched
+
+
+async def test_stopall_from_a_private_chat_after_connect(make_harness: Callable[..., Any]) -> None:
+    h = await faq_harness(make_harness)
+    await h.say(GROUP, ADMIN, FILTER_SHIPPING)
+    await h.say(ADMIN, ADMIN, f"/connect {GROUP}")
+    await h.say(ADMIN, ADMIN, "/filters")
+    assert "发货多久" in h.last_text(ADMIN)
+    h.clear()
+    await h.say(ADMIN, ADMIN, "/stopall")
+    prompt = h.calls("sendMessage")[-1]
+    confirm = prompt.params["reply_markup"]["inline_keyboard"][0][0]
+    await h.press(ADMIN, ADMIN, prompt.result["message_id"], confirm["callback_data"])
+    assert "全部 1 条" in h.world.message(ADMIN, prompt.result["message_id"])["text"]
     h.clear()
     await h.say(GROUP, ALICE, "发货多久")
     assert answers(h) == []
@@ -367,3 +389,13 @@ async def test_answers_survive_a_restart(make_harness: Callable[..., Any]) -> No
     h.clear()
     await h.say(GROUP, ALICE, "什么时候发货")
     assert [a["text"] for a in answers(h)] == ["48小时内发货"]
+
+
+async def test_english_chat_gets_english_texts(make_harness: Callable[..., Any]) -> None:
+    h = await make_harness(plugins=["faq"], config={"chats": {GROUP: {"language": "en"}}})
+    await h.say(GROUP, ADMIN, "/filter regex:(a+)+ x")
+    assert h.last_text(GROUP).startswith("The regex nests repeats")
+    await h.say(GROUP, ADMIN, "/filter 发货 48小时内发货")
+    assert h.last_text(GROUP) == "Auto-reply added (contains): 发货"
+    await h.say(GROUP, ADMIN, "/stop 没有")
+    assert h.last_text(GROUP).startswith("No auto-reply has this keyword: 没有")

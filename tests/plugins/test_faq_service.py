@@ -24,7 +24,18 @@ CHAT, OTHER = -1001, -1002
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:  # noqa: F811
+    """SQLite and PostgreSQL (when reachable): for the statements whose SQL differs by dialect."""
     engine = await engine_with_schema(db_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def lite(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """SQLite only: for plain ORM logic (keeps the suite fast)."""
+    engine = await engine_with_schema(f"sqlite+aiosqlite:///{tmp_path / 'faq.db'}")
     try:
         yield session_factory(engine)
     finally:
@@ -52,7 +63,8 @@ async def test_save_moves_keywords_and_deletes_emptied_entries(db: async_session
     assert revision == 3  # every save bumps the chat's revision
 
 
-async def test_limits_are_enforced(db: async_sessionmaker[AsyncSession]) -> None:
+async def test_limits_are_enforced(lite: async_sessionmaker[AsyncSession]) -> None:
+    db = lite
     await save(db, CHAT, ["一"], "x", max_entries=2)
     await save(db, CHAT, ["二"], "x", max_entries=2)
     with pytest.raises(FaqError):
@@ -64,7 +76,8 @@ async def test_limits_are_enforced(db: async_sessionmaker[AsyncSession]) -> None
         await save(db, CHAT, ["^换"], "x", mode="regex", max_regex=1, max_entries=5)
 
 
-async def test_remove_keywords_and_all(db: async_sessionmaker[AsyncSession]) -> None:
+async def test_remove_keywords_and_all(lite: async_sessionmaker[AsyncSession]) -> None:
+    db = lite
     kept = await save(db, CHAT, ["发货多久", "几天到"], "A")
     await save(db, OTHER, ["发货多久"], "other chat")
     async with db() as s, s.begin():
@@ -99,7 +112,8 @@ async def test_hits_and_gaps_accumulate(db: async_sessionmaker[AsyncSession]) ->
         assert (await s.get(models.FaqGap, (CHAT, "能开发票吗"))).first_at == T0  # type: ignore[union-attr]
 
 
-async def test_import_replaces_or_merges(db: async_sessionmaker[AsyncSession]) -> None:
+async def test_import_replaces_or_merges(lite: async_sessionmaker[AsyncSession]) -> None:
+    db = lite
     await save(db, CHAT, ["旧的"], "old")
     entries = [prepare_entry(["发货多久"], "contains", "A", NORMALIZE),
                prepare_entry(["旧的"], "exact", "updated", NORMALIZE)]
