@@ -158,14 +158,33 @@ class ModerationRuntime:
         self._files[path] = _FileEntry(now, mtime, entries)
         return (path, mtime), entries
 
+    def _file_fresh(self, path: str, sig: tuple[str, float] | None) -> bool:
+        """True while the ops file is unchanged (stat-ed at most every FILE_CHECK_SECONDS)."""
+        cached = self._files.get(path)
+        if cached is None or sig is None or sig != (path, cached.mtime):
+            return False
+        now = self.app.clock.time()
+        if now - cached.checked_at < FILE_CHECK_SECONDS:
+            return True
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = -1.0
+        if mtime != cached.mtime:
+            return False
+        cached.checked_at = now
+        return True
+
     async def matcher(self, chat_id: int, cfg: ModerationConfig) -> WordMatcher | None:
         """The chat's automaton; rebuilt (in a worker thread) when its words or config changed."""
-        default = parse_action(cfg.blacklist_action, allowed=RULE_ACTIONS)
-        file_sig, file_entries = self._file_entries(cfg.blacklist_file, default)
         version = self.words_version.get(chat_id, 0)
         cached = self._matchers.get(chat_id)
-        if cached is not None and cached.cfg is cfg and cached.words_version == version and cached.file_sig == file_sig:
+        if cached is not None and cached.cfg is cfg and cached.words_version == version and (
+            not cfg.blacklist_file or self._file_fresh(cfg.blacklist_file, cached.file_sig)
+        ):
             return cached.matcher if cached.matcher.size else None
+        default = parse_action(cfg.blacklist_action, allowed=RULE_ACTIONS)
+        file_sig, file_entries = self._file_entries(cfg.blacklist_file, default)
         entries = [
             *self.words.get(chat_id, ()),
             *(WordEntry(w, default, "config") for w in cfg.blacklist_words),

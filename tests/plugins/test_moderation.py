@@ -688,6 +688,17 @@ async def test_ops_word_file(make_harness: Any, tmp_path: Any) -> None:
     await h.say(GROUP, ADMIN, "/blacklist")
     assert "运营词库文件" in h.last_text(GROUP)
 
+    # Ops edit the file: the running bot picks it up within 30 s.
+    import os
+
+    path.write_text("新词\n", encoding="utf-8")
+    st = os.stat(path)
+    os.utime(path, (st.st_atime, st.st_mtime + 5))
+    await h.advance(31)
+    h.clear()
+    await h.say(GROUP, ALICE, "刷单")
+    await h.say(GROUP, ALICE, "一个新词")
+    assert len(ok(h, "deleteMessage")) == 1
 
 async def test_english_chat(make_harness: Any) -> None:
     h = await start(make_harness, blacklist_words=["骗子"])
@@ -696,3 +707,26 @@ async def test_english_chat(make_harness: Any) -> None:
     assert "was warned" in h.last_text(GROUP) and "banned words" in h.last_text(GROUP)
     await h.say(GROUP, ADMIN, "/mute 10x 1002")
     assert "as a reply, or /mute @username" in h.last_text(GROUP)
+
+
+async def test_admin_from_a_private_chat_after_connect(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.say(GROUP, ADMIN, "/connect")
+    h.clear()
+    await h.say(ADMIN, ADMIN, f"/mute {BOB} 10m 私聊操作")
+    mutes = ok(h, "restrictChatMember")
+    assert len(mutes) == 1 and mutes[0]["chat_id"] == GROUP and mutes[0]["until_date"] == now(h) + 600
+    assert "10分钟" in h.last_text(ADMIN)
+    await h.say(ADMIN, ADMIN, "/addblacklist 私聊加的词")
+    h.clear()
+    await h.say(GROUP, CAROL, "私聊加的词")
+    assert len(ok(h, "deleteMessage")) == 1
+
+
+async def test_raid_mode_survives_a_restart(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.say(GROUP, ADMIN, "/raid on 1h")
+    await h.restart()
+    h.clear()
+    await h.join(GROUP, DAVE)
+    assert [c["user_id"] for c in ok(h, "restrictChatMember")] == [DAVE]

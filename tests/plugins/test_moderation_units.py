@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import timedelta
 
 import pytest
@@ -207,12 +206,8 @@ def test_ten_thousand_words(norm: TextNormalizer) -> None:
     assert matcher.size == 10_000
     hit = matcher.match("这里有 违禁 9999 号")
     assert hit is not None and hit.entry.word == "违禁9999号"
-    text = "大家好，今天的福利活动几点开始？我想买两件，包邮吗"
-    start = time.perf_counter()
-    for _ in range(1000):
-        matcher.match(text)
-    per = (time.perf_counter() - start) / 1000
-    assert per < 0.001  # generous on a shared machine; the benchmark records the real figure
+    assert matcher.match("大家好，今天的福利活动几点开始？我想买两件，包邮吗") is None
+    # Speed is measured by bench/moderation_bench.py (bench/MODERATION_RESULTS.md), not asserted here.
 
 
 def test_word_file_format() -> None:
