@@ -45,7 +45,7 @@ plugin = Plugin(
     ),
     observers=(activity.observe,),
     jobs=(Job("weekly_top", weekly.run, cron={"minute": 7}),),
-    timers={"invite": invites.on_timer},
+    timers={"invite": invites.on_timer, "attrib": invites.on_attrib_timer},
     subscriptions={
         MemberJoined: invites.on_joined,
         MemberVerified: invites.on_verified,

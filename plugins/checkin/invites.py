@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aiogram.exceptions import TelegramAPIError
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TIMER = "checkin.invite"
+ATTRIB_TIMER = "checkin.attrib"
+# How long after a join without a link to look for the link again in core_members.
+LATE_LINK_DELAY = timedelta(seconds=60)
 # A core member row first seen this long before the join belonged to an earlier membership.
 SEEN_BEFORE = timedelta(seconds=5)
 
@@ -71,46 +74,83 @@ async def _needs_verification(app: App, chat_id: int) -> bool:
 
 
 async def on_joined(app: App, event: MemberJoined) -> None:
-    if event.chat_id is None or not event.invite_link:
+    if event.chat_id is None:
         return
-    chat_id = event.chat_id
+    if event.invite_link:
+        await attribute(app, event.chat_id, event.user_id, event.invite_link, event.at, is_bot=event.is_bot,
+                        rejoined=event.rejoined)
+        return
+    # Telegram sends a join twice (a chat_member update with the invite link and a new_chat_members
+    # message without it), in either order; the core emits MemberJoined for the first. When the
+    # message came first, the link only reaches core_members: look there again shortly.
+    if event.is_bot:
+        return
+    async with app.db() as s:
+        has_links = await s.scalar(select(InviteLink.user_id).where(InviteLink.chat_id == event.chat_id).limit(1))
+    if has_links is None:
+        return
+    await app.timers.schedule(
+        f"checkin.attrib:{event.chat_id}:{event.user_id}:{int(event.at.timestamp())}", ATTRIB_TIMER,
+        event.at + LATE_LINK_DELAY, chat_id=event.chat_id,
+        payload={"invitee": event.user_id, "at": event.at.timestamp(), "rejoined": event.rejoined},
+    )
+
+
+async def on_attrib_timer(app: App, fire: TimerFire) -> None:
+    """The late look at core_members.invite_link for a join whose event carried no link."""
+    if fire.chat_id is None:
+        return
+    invitee = int(fire.payload["invitee"])
+    at = datetime.fromtimestamp(float(fire.payload["at"]), UTC)
+    core = await app.members.get(fire.chat_id, invitee)
+    if core is None or not core.invite_link or core.joined_at is None or abs(core.joined_at - at) > LATE_LINK_DELAY:
+        return
+    await attribute(app, fire.chat_id, invitee, core.invite_link, at, is_bot=False,
+                    rejoined=bool(fire.payload.get("rejoined")))
+
+
+async def attribute(
+    app: App, chat_id: int, invitee_id: int, link_url: str, at: datetime, *, is_bot: bool, rejoined: bool
+) -> Invite | None:
+    """Record a join through a member's link (once per chat and account, ever) and arm the reward timer."""
     cfg: CheckinConfig = await app.chat_config.get(chat_id, "checkin")  # type: ignore[assignment]
     needs_verification = await _needs_verification(app, chat_id)
 
     async def tx() -> Invite | None:
         async with app.db() as s, s.begin():
             link = await s.scalar(
-                select(InviteLink).where(InviteLink.chat_id == chat_id, InviteLink.link == event.invite_link)
+                select(InviteLink).where(InviteLink.chat_id == chat_id, InviteLink.link == link_url)
             )
-            if link is None or await s.get(Invite, (chat_id, event.user_id)) is not None:
+            if link is None or await s.get(Invite, (chat_id, invitee_id)) is not None:
                 return None  # not a member's link, or this account was attributed before (a re-join)
             reason = None
-            if event.is_bot:
+            if is_bot:
                 reason = "bot"
-            elif link.user_id == event.user_id:
+            elif link.user_id == invitee_id:
                 reason = "self"
-            elif event.rejoined:
+            elif rejoined:
                 reason = "rejoined"
             else:
-                core = await s.get(Member, (chat_id, event.user_id))
-                if core is not None and (core.first_seen_at < event.at - SEEN_BEFORE or core.join_count > 1):
+                core = await s.get(Member, (chat_id, invitee_id))
+                if core is not None and (core.first_seen_at < at - SEEN_BEFORE or core.join_count > 1):
                     reason = "member_before"
-            invite = Invite(chat_id=chat_id, invitee_id=event.user_id, inviter_id=link.user_id, link=link.link,
-                            joined_at=event.at, verified_at=None if needs_verification else event.at,
+            invite = Invite(chat_id=chat_id, invitee_id=invitee_id, inviter_id=link.user_id, link=link.link,
+                            joined_at=at, verified_at=None if needs_verification else at,
                             status=I_REJECTED if reason else I_PENDING, reason=reason,
-                            settled_at=event.at if reason else None)
+                            settled_at=at if reason else None)
             s.add(invite)
             return invite
 
     try:
         invite = await retry_locked(tx)
     except IntegrityError:
-        return  # recorded concurrently
+        return None  # recorded concurrently
     if invite is None or invite.status != I_PENDING:
-        return
-    due = event.at + timedelta(hours=cfg.invite_hold_hours)
-    await app.timers.schedule(timer_key(chat_id, event.user_id), TIMER, due, chat_id=chat_id,
-                              payload={"invitee": event.user_id})
+        return invite
+    due = at + timedelta(hours=cfg.invite_hold_hours)
+    await app.timers.schedule(timer_key(chat_id, invitee_id), TIMER, due, chat_id=chat_id,
+                              payload={"invitee": invitee_id})
+    return invite
 
 
 async def on_verified(app: App, event: MemberVerified) -> None:
@@ -161,7 +201,9 @@ async def settle(app: App, chat_id: int, invitee_id: int) -> Settlement:
             present = core is not None and core.status in PRESENT and (
                 core.left_at is None or core.joined_at is None or core.left_at < core.joined_at)
             reason = None
-            if not present:
+            if not cfg.enabled:
+                reason = "disabled"
+            elif not present:
                 reason = "banned" if core is not None and core.status == "kicked" else "left"
             elif needs_verification and invite.verified_at is None and (core is None or core.verified_at is None):
                 reason = "unverified"

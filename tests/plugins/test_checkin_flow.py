@@ -222,6 +222,30 @@ async def test_invite_anti_fraud(make_harness: Any) -> None:
                     5003: ("rejected", "banned")}
 
 
+async def test_invite_link_arriving_with_the_second_join_signal(make_harness: Any) -> None:
+    from aiogram.types import User
+
+    from bot.services.events import MemberJoined
+
+    h = await start(make_harness, invite_hold_hours=1)
+    await h.say(GROUP, ALICE, "/invite")
+    link = LINK.search(h.last_text(GROUP)).group(0)  # type: ignore[union-attr]
+    user = User(id=5041, is_bot=False, first_name="后到的链接")
+    now = h.clock.now()
+    # The new_chat_members message first (no link): the core emits MemberJoined without it ...
+    await h.app.members.record_join(GROUP, user, now)
+    await h.app.events.emit(MemberJoined(chat_id=GROUP, user_id=5041, first_name="后到的链接", username=None,
+                                         is_bot=False, at=now))
+    # ... then the chat_member update, which only fills core_members.invite_link.
+    await h.app.members.record_join(GROUP, user, now, invite_link=link)
+    await h.advance(61)
+    async with h.app.db() as s:
+        invite = await s.get(Invite, (GROUP, 5041))
+    assert invite is not None and invite.inviter_id == ALICE and invite.status == "pending"
+    await h.advance(3600)
+    assert await h.app.points.balance(GROUP, ALICE) == 30
+
+
 async def test_invite_daily_cap(make_harness: Any) -> None:
     h = await start(make_harness, invite_hold_hours=0, invite_daily_cap=1)
     await h.say(GROUP, ALICE, "/invite")
