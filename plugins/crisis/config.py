@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from bot.plugin import PluginConfig
-from plugins.crisis.lexicon import BUILTIN_CATEGORIES, DEFAULT_QUESTION_FACTORS
+from plugins.crisis.lexicon import BUILTIN_CATEGORIES, DEFAULT_ELSEWHERE_WORDS, DEFAULT_QUESTION_FACTORS
 
 DEFAULT_HOLDING_STATEMENT = (
     "各位家人们好，关于群里大家反映的问题，我们已经收到并高度重视，相关同事正在紧急核实处理。"
@@ -31,7 +31,7 @@ class CrisisConfig(PluginConfig):
 
     # ---- lexicon -------------------------------------------------------------------------------
     # Weight per category (built-in: complaint 1, refund 1.5, legal 2.5, safety 3, fraud 2.5,
-    # emergency 2). A category added in extra_words without a weight here gets weight 1.
+    # emergency 1). A category added in extra_words without a weight here gets weight 1.
     category_weights: dict[str, float] = Field(default_factory=dict)
     # Extra words per category (a new category name creates that category).
     extra_words: dict[str, list[str]] = Field(default_factory=dict)
@@ -39,6 +39,10 @@ class CrisisConfig(PluginConfig):
     ignore_words: list[str] = Field(default_factory=list)
     # Weight factor of a hit inside a question ("会过敏吗"); missing categories use 0.25.
     question_factors: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_QUESTION_FACTORS))
+    # Hits in a message about another shop or platform, or passing on hearsay ("别的平台买到假货",
+    # "新闻说…", "有人说…") count this much.
+    elsewhere_words: list[str] = Field(default_factory=lambda: list(DEFAULT_ELSEWHERE_WORDS))
+    elsewhere_factor: float = Field(default=0.3, ge=0, le=1)
     # One message holding words of all these categories (two different words at least, not negated,
     # not a question, not positive) opens an incident at ``instant_level`` at once.
     instant_combos: list[list[str]] = Field(default_factory=lambda: [["safety", "emergency"]])
@@ -78,6 +82,10 @@ class CrisisConfig(PluginConfig):
     level2_down: float = Field(default=8.0, ge=0)
     level1_score: float = Field(default=40.0, gt=0)
     level1_members: int = Field(default=8, ge=1)
+    # Level 1 also needs this many members with a hit in a severe category (a refund wave alone stays
+    # at level 2 however large; fraud, safety, legal or emergency words at scale make it level 1).
+    level1_severe_members: int = Field(default=3, ge=0)
+    severe_categories: list[str] = Field(default_factory=lambda: ["safety", "legal", "fraud", "emergency"])
     level1_down: float = Field(default=22.0, ge=0)
     # Minimum time at a level before it may go down one step.
     min_dwell_minutes: float = Field(default=10.0, ge=0, le=24 * 60)
@@ -149,6 +157,9 @@ class CrisisConfig(PluginConfig):
         for name in self.category_weights:
             if name not in known:
                 raise ValueError(f"category_weights: unknown category {name!r}")
+        for name in self.severe_categories:
+            if name not in known:
+                raise ValueError(f"severe_categories: unknown category {name!r}")
         for level in (1, 2, 3):
             up = getattr(self, f"level{level}_score")
             down = getattr(self, f"level{level}_down")

@@ -4,9 +4,9 @@
 (built once per distinct lexicon config and shared by every chat using it). ``analyze`` runs it over
 the normalized text of a message (traditional script, full-width forms and case folded away), then,
 only for messages with hits, decides for each hit whether it is negated ("不是骗子", "没有过敏": jieba
-tokens of the surrounding text + ``NlpService.negated_spans``) or sits in a question ("会过敏吗":
-``NlpService.is_question`` on the clause holding the hit). Messages without hits cost one
-normalization, one automaton pass and one sentiment call.
+tokens of the surrounding text + ``NlpService.negated_spans``), sits in a question ("会过敏吗":
+``NlpService.is_question`` on the clause holding the hit) or talks about another shop ("别的平台").
+Messages without hits cost one normalization, one automaton pass and one sentiment call.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ BUILTIN_CATEGORIES: dict[str, tuple[float, tuple[str, ...]]] = {
         "跑路", "卷款", "圈钱", "黑心", "无良商家", "虚假宣传", "传销", "杀猪盘", "避雷", "大家别买", "千万别买",
         "都别买", "上热搜", "发微博", "挂你们", "挂出来",
     )),
-    # Only meaningful together with another category (instant combinations): the emergency itself.
-    "emergency": (2.0, (
-        "报警", "送医", "住院", "急诊", "抢救", "打120", "叫120", "120急救", "救护车", "进医院", "去医院", "icu",
+    # The emergency itself: light on its own, it opens level 2 at once together with a safety word
+    # (instant combinations).
+    "emergency": (1.0, (
+        "报警", "送医", "住院", "急诊", "抢救", "打120", "叫120", "120急救", "救护车", "icu",
         "重症", "昏迷", "休克", "出人命", "死人", "窒息", "打110",
     )),
 }  # fmt: skip
@@ -62,6 +63,13 @@ DEFAULT_QUESTION_FACTORS: dict[str, float] = {
     "complaint": 0.5, "refund": 0.5, "legal": 0.25, "safety": 0.1, "fraud": 0.1, "emergency": 0.1,
 }  # fmt: skip
 DEFAULT_QUESTION_FACTOR = 0.25
+
+# A message about somewhere else or passing on hearsay ("上次在别的平台买到假货", "网上骗子太多了",
+# "新闻说某店食物中毒", "有人说这家是骗子") is gossip, not a first-hand accusation against this shop.
+DEFAULT_ELSEWHERE_WORDS: tuple[str, ...] = (
+    "别的平台", "其他平台", "别家", "别人家", "其他家", "别的店", "其他店", "别的群", "其他群", "外面买", "网上",
+    "新闻", "有人说", "听说", "据说", "网传",
+)  # fmt: skip
 
 # Clause terminators: the question test looks at the clause holding a hit.
 _CLAUSE_END = frozenset("。！？!?\n；;…~,，")
@@ -82,6 +90,7 @@ class Hit:
     end: int
     negated: bool = False
     question: bool = False
+    elsewhere: bool = False
 
 
 @dataclass
@@ -190,6 +199,8 @@ class AnalysisParams:
     neutral_factor: float = 0.7
     positive_factor: float = 0.3
     max_chars: int = 600
+    elsewhere_words: tuple[str, ...] = DEFAULT_ELSEWHERE_WORDS
+    elsewhere_factor: float = 0.3
 
 
 def _clause(text: str, start: int, end: int) -> str:
@@ -267,23 +278,27 @@ def analyze(nlp: NlpService, lexicon: Lexicon, params: AnalysisParams, text: str
     if not raw_hits:
         return result
     mood = 1.0 if negative else (params.positive_factor if positive else params.neutral_factor)
+    elsewhere = any(w in norm for w in params.elsewhere_words)
     hits: list[Hit] = []
     weights: dict[str, float] = {}
     keywords: list[str] = []
     firm: dict[str, set[str]] = {}  # category -> words of hits that are neither negated nor questions
     for raw in raw_hits:
         negated = _negated(nlp, norm, raw)
-        question = not negated and _is_question(nlp, _clause(norm, raw.start, raw.end))
-        hit = Hit(raw.word, raw.categories, raw.start, raw.end, negated, question)
+        clause = _clause(norm, raw.start, raw.end)
+        question = not negated and _is_question(nlp, clause)
+        hit = Hit(raw.word, raw.categories, raw.start, raw.end, negated, question, elsewhere and not negated)
         hits.append(hit)
         if negated:
             continue
         keywords.append(hit.word)
         for cat in hit.categories:
             w = params.category_weights.get(cat, 1.0) * mood
+            if elsewhere:
+                w *= params.elsewhere_factor
             if question:
                 w *= params.question_factors.get(cat, DEFAULT_QUESTION_FACTOR)
-            else:
+            elif not elsewhere:
                 firm.setdefault(cat, set()).add(hit.word)
             if w > weights.get(cat, 0.0):
                 weights[cat] = w

@@ -13,6 +13,7 @@ import asyncio
 import html
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from bot.services.events import CrisisChanged
 from plugins.crisis import render, service
 from plugins.crisis.config import CrisisConfig
 from plugins.crisis.lexicon import AnalysisParams, Lexicon, analyze
-from plugins.crisis.signal import ChatSignal, LevelState, Record, SignalParams, Snapshot, is_calm, next_level
+from plugins.crisis.signal import ChatSignal, LevelState, Record, SignalParams, Snapshot, is_calm, step
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -87,8 +88,29 @@ def signal_params(cfg: CrisisConfig) -> SignalParams:
         rate_floor=cfg.rate_floor_per_minute, baseline_score_cap=cfg.baseline_score_cap,
         up=(cfg.level1_score, cfg.level2_score, cfg.level3_score),
         members=(cfg.level1_members, cfg.level2_members, cfg.level3_members),
+        level1_severe=cfg.level1_severe_members, severe=frozenset(cfg.severe_categories),
         down=(cfg.level1_down, cfg.level2_down, cfg.level3_down), min_dwell=cfg.min_dwell_minutes * 60,
     )
+
+
+def analysis_params(
+    cfg: CrisisConfig, lexicon: Lexicon, normalize: Callable[[str], str] = str.casefold,
+) -> AnalysisParams:
+    return AnalysisParams(
+        category_weights=dict(lexicon.weights),
+        question_factors=dict(cfg.question_factors),
+        instant_combos=tuple(tuple(c) for c in cfg.instant_combos),
+        negative_threshold=cfg.negative_threshold, positive_threshold=cfg.positive_threshold,
+        neutral_factor=cfg.neutral_factor, positive_factor=cfg.positive_factor, max_chars=cfg.max_chars,
+        elsewhere_words=tuple(normalize(w) for w in cfg.elsewhere_words), elsewhere_factor=cfg.elsewhere_factor,
+    )
+
+
+def build_profile(cfg: CrisisConfig, normalize: Callable[[str], str], lexicon: Lexicon | None = None) -> Profile:
+    """Compile a config (the lexicon may be shared between configs with the same words)."""
+    if lexicon is None:
+        lexicon = Lexicon.from_config(cfg.category_weights, cfg.extra_words, cfg.ignore_words, normalize)
+    return Profile(lexicon, analysis_params(cfg, lexicon, normalize), signal_params(cfg))
 
 
 def _lexicon_key(cfg: CrisisConfig) -> tuple[Any, ...]:
@@ -124,14 +146,7 @@ class CrisisRuntime:
             if len(self._lexicons) >= 64:
                 self._lexicons.clear()
             self._lexicons[key] = lexicon
-        analysis = AnalysisParams(
-            category_weights=dict(lexicon.weights),
-            question_factors=dict(cfg.question_factors),
-            instant_combos=tuple(tuple(c) for c in cfg.instant_combos),
-            negative_threshold=cfg.negative_threshold, positive_threshold=cfg.positive_threshold,
-            neutral_factor=cfg.neutral_factor, positive_factor=cfg.positive_factor, max_chars=cfg.max_chars,
-        )
-        profile = Profile(lexicon, analysis, signal_params(cfg))
+        profile = build_profile(cfg, self.app.nlp.normalizer.normalize, lexicon)
         if len(self._profiles) >= MAX_PROFILES:
             self._profiles.clear()
         # Holding the config object keeps its id from being reused by another object.
@@ -245,33 +260,29 @@ class CrisisRuntime:
             sig.last_eval = now
             snap = sig.snapshot(now, p, cfg.evidence_messages)
             inc = self.incidents.get(chat_id)
-            target = next_level(inc.state if inc else None, snap, now, p, instant)
+            move = step(inc.state if inc else None, snap, now, p, instant=instant,
+                        auto_close=cfg.auto_close_minutes * 60)
             if inc is None:
-                if target is None:
-                    if is_calm(snap, p):
-                        sig.learn(snap, now, p)
-                    return None
-                await self._open(chat_id, cfg, snap, target, "instant" if instant is not None and (
-                    snap.level_for(p) or 4) > target else "score")
+                if move.kind == "open" and move.level is not None:
+                    by_score = snap.level_for(p)
+                    trigger = "instant" if instant is not None and (by_score or 4) > move.level else "score"
+                    await self._open(chat_id, cfg, snap, move.level, trigger)
+                elif is_calm(snap, p):
+                    sig.learn(snap, now, p)
                 inc = self.incidents.get(chat_id)
                 return inc.state.level if inc else None
             if snap.score > inc.peak_score:
                 inc.peak_score = snap.score
                 inc.dirty = True
-            if snap.evidence and target is not None and target <= cfg.alert_level:
+            level_after = move.level if move.kind == "change" else inc.state.level
+            if snap.evidence and level_after is not None and level_after <= cfg.alert_level:
                 inc.evidence = render.evidence_rows(snap.evidence)
                 inc.dirty = True
-            assert target is not None
-            if target != inc.state.level:
-                await self._change(inc, cfg, snap, target)
-            if inc.state.level == 3 and is_calm(snap, p) and inc.state.floor is None:
-                if inc.state.calm_since is None:
-                    inc.state.calm_since = now
-                elif cfg.auto_close_minutes and now - inc.state.calm_since >= cfg.auto_close_minutes * 60:
-                    await self._close(inc, cfg, by=None, reason="auto")
-                    return None
-            else:
-                inc.state.calm_since = None
+            if move.kind == "change" and move.level is not None:
+                await self._change(inc, cfg, snap, move.level)
+            elif move.kind == "close":
+                await self._close(inc, cfg, by=None, reason="auto")
+                return None
             return inc.state.level
 
     def _seed(self, inc: OpenIncident, sig: ChatSignal) -> None:
@@ -322,10 +333,7 @@ class CrisisRuntime:
             old = await service.set_level(s, row, level, now, actor_id=actor_id, floor=floor,
                                           detail={"score": snap.score, "members": snap.risk_members})
             outbox = await self._announce(s, inc, cfg, snap, level, old, actor_id=actor_id)
-        inc.state.level = level
-        inc.state.since = now.timestamp()
-        inc.state.peak = min(inc.state.peak, level)
-        inc.state.calm_since = None
+        inc.state.moved(level, now.timestamp())
         if floor is not None:
             inc.state.floor = floor
         log.warning("crisis: incident #%s in chat %s: level %s -> %s", inc.id, inc.chat_id, old, level)
@@ -350,13 +358,16 @@ class CrisisRuntime:
         now = self.now()
         queued: list[tuple[int, int]] = []
         going_up = old is None or level < old
+        # The first alert of an incident reads as a new alert even when it grew from an unannounced watch.
+        first_alert = old is None or inc.state.peak > cfg.alert_level
         if dest is None:
             log.warning("crisis: no log chat configured; incident #%s level %s not announced", inc.id, level)
         if going_up and level <= cfg.alert_level and dest is not None:
             manual = await app.members.name_of(actor_id) if actor_id else None
             text = render.alert_text(
-                _, incident_id=inc.id, level=level, old_level=old, title=sig.title, chat_id=chat_id,
-                username=sig.username, snap=snap, window_minutes=cfg.window_minutes, trend=sig.trend_rows(snap.at),
+                _, incident_id=inc.id, level=level, old_level=None if first_alert else old, title=sig.title,
+                chat_id=chat_id, username=sig.username, snap=snap, window_minutes=cfg.window_minutes,
+                trend=sig.trend_rows(snap.at),
                 opened_at=datetime.fromtimestamp(inc.opened_at, UTC), tz=tz, trigger=inc.trigger,
                 manual_by=render.esc(manual) if manual else None,
             )

@@ -42,6 +42,8 @@ class SignalParams:
     members: tuple[int, int, int] = (8, 3, 2)
     down: tuple[float, float, float] = (22.0, 8.0, 3.0)
     min_dwell: float = 600.0
+    level1_severe: int = 3
+    severe: frozenset[str] = frozenset({"safety", "legal", "fraud", "emergency"})
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class Snapshot:
     negative: int
     members: int  # distinct members who spoke
     risk_members: int
+    severe_members: int  # risk members with a hit in a severe category
     negative_members: int
     rate: float  # messages per minute
     baseline_rate: float
@@ -94,6 +97,8 @@ class Snapshot:
         """The most severe level whose up-thresholds this snapshot meets (None: none)."""
         for index, level in enumerate((1, 2, 3)):
             if self.score >= p.up[index] and self.risk_members >= p.members[index]:
+                if level == 1 and self.severe_members < p.level1_severe:
+                    continue
                 return level
         return None
 
@@ -194,14 +199,17 @@ class ChatSignal:
                 best[r.user_id] = r
         voices: list[tuple[int, str, float]] = []
         raw = 0.0
-        risk_members = 0
+        risk_members = severe_members = 0
         for uid in speakers:
-            risk = sum(per_member.get(uid, {}).values())
+            cats = per_member.get(uid, {})
+            risk = sum(cats.values())
             contribution = risk + (p.negative_voice if uid in negative_members else 0.0)
             contribution = min(p.member_cap, contribution)
             raw += contribution
             if risk >= p.min_member_risk:
                 risk_members += 1
+                if any(w >= p.min_member_risk for c, w in cats.items() if c in p.severe):
+                    severe_members += 1
                 voices.append((uid, names.get(uid, str(uid)), contribution))
         voices.sort(key=lambda v: -v[2])
         # Rate over the observed part of the window (a chat seen for 2 minutes is not diluted by 10).
@@ -216,7 +224,8 @@ class ChatSignal:
         top = sorted(best.values(), key=lambda r: (-r.risk, r.sentiment, r.at))[:evidence]
         return Snapshot(
             at=now, score=round(score, 3), raw=round(raw, 3), messages=messages, negative=negative,
-            members=len(speakers), risk_members=risk_members, negative_members=len(negative_members),
+            members=len(speakers), risk_members=risk_members, severe_members=severe_members,
+            negative_members=len(negative_members),
             rate=round(rate, 3), baseline_rate=round(base_rate, 3), negative_share=round(share, 3),
             surge=round(surge, 3), by_category={c: len(m) for c, m in cat_members.items()},
             keywords=keywords.most_common(10), evidence=top, voices=voices,
@@ -250,6 +259,22 @@ class LevelState:
     calm_since: float | None = None
     peak: int = 3
 
+    def moved(self, level: int, now: float) -> None:
+        self.level = level
+        self.since = now
+        self.peak = min(self.peak, level)
+        self.calm_since = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    kind: str  # "open" | "change" | "close" | "none"
+    level: int | None = None
+    old: int | None = None
+
+
+NOTHING = Transition("none")
+
 
 def next_level(state: LevelState | None, snap: Snapshot, now: float, p: SignalParams,
                instant: int | None = None) -> int | None:
@@ -279,3 +304,24 @@ def next_level(state: LevelState | None, snap: Snapshot, now: float, p: SignalPa
 def is_calm(snap: Snapshot, p: SignalParams) -> bool:
     """Below level 3's down threshold: an open incident at level 3 starts counting towards closing."""
     return snap.score < p.down[2]
+
+
+def step(state: LevelState | None, snap: Snapshot, now: float, p: SignalParams, *, instant: int | None = None,
+         auto_close: float = 0.0) -> Transition:
+    """What an evaluation does: open, change level, close (after ``auto_close`` seconds of calm at level 3;
+    0 = never) or nothing. Tracks the calm spell in ``state.calm_since``; the caller applies the rest
+    (``state.moved`` after a change)."""
+    target = next_level(state, snap, now, p, instant)
+    if state is None:
+        return Transition("open", target) if target is not None else NOTHING
+    assert target is not None
+    if target != state.level:
+        return Transition("change", target, state.level)
+    if state.level == 3 and state.floor is None and is_calm(snap, p):
+        if state.calm_since is None:
+            state.calm_since = now
+        elif auto_close and now - state.calm_since >= auto_close:
+            return Transition("close", None, state.level)
+    else:
+        state.calm_since = None
+    return NOTHING
