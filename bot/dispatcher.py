@@ -239,7 +239,9 @@ def _gate_router(app: App, router: Router, plugin: str) -> None:
 def build_dispatcher(app: App) -> Dispatcher:
     from handlers import make_router as core_router
 
-    dp = Dispatcher(app=app)
+    # No plugin keeps conversation state in aiogram FSM (state lives in the DB), so skip its
+    # per-update storage lookup.
+    dp = Dispatcher(app=app, disable_fsm=True)
     dp.update.outer_middleware(UpdateGate(app))
     dp.message.outer_middleware(MessagePipeline(app))
     dp.chat_member.outer_middleware(MembershipTracker(app))
