@@ -90,7 +90,9 @@ class FaqMatch(Filter):
         assert isinstance(cfg, FaqConfig)
         rt = _rt(ctx)
         chat_id = message.chat.id
-        matcher = rt.cached(chat_id) or await rt.matcher(chat_id)
+        matcher = rt.cached(chat_id)
+        if matcher is None:
+            matcher = await rt.matcher(chat_id)
         form, normalized = rt.forms(text)
         hit = matcher.match(form, normalized, rt.word_bounds) if matcher.entries else None
         app = ctx.app
