@@ -72,6 +72,7 @@ TIMER = f"{NAME}.fire"
 TIMER_PREFIX = f"{NAME}:"
 WEEKDAYS = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
 DELETE_TIMER = "core.delete_message"
+STUCK_SECONDS = 600  # a "sending" row older than this belongs to a process that died mid-send
 
 
 class RetryLater(Exception):
@@ -489,6 +490,12 @@ class CalendarRuntime:
                     ok = await svc.transition(s, row.id, "retry", "sending", attempts=row.attempts + 1)
                     status = "sending" if ok else "duplicate"
                     row.attempts += 1
+            elif row.status == "sending" and now - row.created_at > timedelta(seconds=STUCK_SECONDS):
+                # A process died between claiming and finishing: the post may or may not be out. We never
+                # risk a double post; we make the unknown visible instead.
+                await svc.transition(s, row.id, "sending", "failed",
+                                     error="interrupted while sending (process stopped?); not resent")
+                status = "duplicate"
             else:
                 status = "duplicate"
         if status == "held":

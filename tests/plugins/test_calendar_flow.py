@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.services.events import ActivityHistogramRequested, CheckedIn, CrisisChanged
@@ -523,3 +524,26 @@ async def test_plugin_switched_off_in_a_chat_skips_it_and_resumes_when_back_on(m
     await h.app.chat_config.update(GROUP, NAME, {"enabled": True})
     await advance_to(h, datetime(2026, 11, 19, 11, 10, tzinfo=UTC))
     assert texts(h, GROUP) == ["晚上好 11月19日"]
+
+
+async def test_a_send_interrupted_by_a_crash_is_never_resent_but_made_visible(make_harness: Any,
+                                                                              tmp_path: Path) -> None:
+    h = await start(make_harness, tmp_path, DAILY)
+    runtime = rt(h)
+
+    class Killed(BaseException):
+        """Not an Exception: nothing catches it, like a SIGKILL in the middle of the send."""
+
+    async def crash(chat_id: int, method: Any) -> tuple[Any, BaseException | None]:
+        raise Killed
+
+    runtime.call = crash  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await h.advance(4 * 60)
+    assert [r.status for r in await occurrences(h)] == ["sending"]
+    await h.crash()
+    await h.start(create_schema=False)
+    await h.advance(15 * 60)  # the timer's claim expired: it fires again
+    assert texts(h, GROUP) == []
+    rows = await occurrences(h)
+    assert [r.status for r in rows] == ["failed"] and "interrupted" in (rows[0].error or "")
