@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -547,3 +548,19 @@ async def test_a_send_interrupted_by_a_crash_is_never_resent_but_made_visible(ma
     assert texts(h, GROUP) == []
     rows = await occurrences(h)
     assert [r.status for r in rows] == ["failed"] and "interrupted" in (rows[0].error or "")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("plugins.analytics") is None, reason="analytics plugin not installed")
+async def test_peak_from_the_real_analytics_plugin(make_harness: Any, tmp_path: Path) -> None:
+    path = tmp_path / "calendar.toml"
+    path.write_text('[[entry]]\nid = "p"\nwhen = "每天 peak"\nchats = [-1001]\ntext = "x"\n', encoding="utf-8")
+    h: Harness = await make_harness(plugins=["analytics", NAME], config={
+        "plugins": {NAME: {"calendar_file": str(path), "peak_min_messages": 10}}})
+    for i in range(12):  # at 19:06 local
+        await h.say(GROUP, ALICE if i % 2 else BOB, f"消息 {i}")
+    await h.app.flush()
+    rt(h)._peak.clear()
+    await rt(h).arm_all()
+    # 19:00 today has passed: tomorrow at 19:00 (not the 20:00 default).
+    assert await pending(h) == {f"content_calendar:p:{GROUP}:2026-11-19Tpeak": datetime(2026, 11, 19, 11, 0,
+                                                                                         tzinfo=UTC)}
