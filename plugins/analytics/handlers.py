@@ -102,7 +102,7 @@ def _draw(app: App, r: report.StatsReport, language: str) -> bytes:
     font = chart.cjk_font()
     # Without a CJK font Chinese labels would be boxes: draw them in English then.
     lang = language if font or language != "zh_CN" else "en"
-    return chart.render_png(report.chart_data(r, tr(app, lang)), font)
+    return chart.render_png(report.chart_data(r, tr(app, lang), plain_title=font is None), font)
 
 
 # ---- /segment --------------------------------------------------------------------------------------

@@ -204,11 +204,13 @@ def render_stats(r: StatsReport, cfg: AnalyticsConfig, _: Tr) -> str:
     return "\n".join(lines)
 
 
-def chart_data(r: StatsReport, _: Tr) -> ChartData:
+def chart_data(r: StatsReport, _: Tr, *, plain_title: bool = False) -> ChartData:
+    """``plain_title``: no font for the chat's title here (a CJK title without a CJK font): use its id."""
     assert r.seg is not None
     counts = r.seg.counts()
+    title = r.title if not plain_title or r.title.isascii() else str(r.chat_id)
     return ChartData(
-        title=_("{title} · 近30天").format(title=r.title),
+        title=_("{title} · 近30天").format(title=title),
         days=[d.day for d in r.days],
         messages=[d.messages for d in r.days],
         dau=[d.active_members for d in r.days],
