@@ -6,6 +6,7 @@ per-chat plugin switch, the admin check, the chat-type scope and the usage reply
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -127,7 +128,8 @@ class CommandTable:
         try:
             await spec.handler(message, ctx)
         except UsageError as exc:
-            text = exc.message or (_("用法：") + _(spec.usage) if spec.usage else _("参数不对。"))
+            # Usage strings are plain text (they contain <placeholders>), unlike messages plugins pass.
+            text = exc.message or (_("用法：") + html.escape(_(spec.usage)) if spec.usage else _("参数不对。"))
             ctx.reply(message, text, notice=True)
         except ConfigError as exc:
             ctx.reply(message, _("设置无效：") + str(exc), notice=True)
