@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -25,7 +26,7 @@ from plugins.content_calendar.festivals import FestivalCalendar
 from plugins.content_calendar.when import When, WhenError, parse_when
 
 # Template variables: name -> what it renders (msgid, shown in the README and by /schedule help).
-VARIABLES: dict[str, str] = {
+VARIABLES: Mapping[str, str] = MappingProxyType({
     "date": "日期（如 11月11日）",
     "weekday": "星期几",
     "time": "发布时间（如 20:00）",
@@ -36,7 +37,7 @@ VARIABLES: dict[str, str] = {
     "member_count": "群成员数",
     "top_members": "本周积分榜前几名",
     "streak_leaders": "连续签到天数最多的成员",
-}
+})
 ID_RE = re.compile(r"^[A-Za-z0-9_\-.\u4e00-\u9fff]{1,48}$")
 TELEGRAM_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "tg-spoiler", "span",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from aiogram.enums import ChatType
@@ -27,8 +29,9 @@ BUTTON_RE = re.compile(r"\[([^\[\]]{1,64})\]\(((?:https?|tg)://[^\s()]+)\)")
 BUTTON_LINE_RE = re.compile(r"^\s*(?:\[[^\[\]]{1,64}\]\((?:https?|tg)://[^\s()]+\)\s*)+$")
 PIN_WORDS = frozenset({"置顶", "pin"})
 SILENT_WORDS = frozenset({"静音", "silent"})
-STATUS_ICON = {"sent": "✅", "failed": "❌", "held": "⏸", "skipped": "⏭", "dropped": "🗑", "retry": "🔁",
-               "sending": "📤"}
+STATUS_ICON = MappingProxyType(
+    {"sent": "✅", "failed": "❌", "held": "⏸", "skipped": "⏭", "dropped": "🗑", "retry": "🔁", "sending": "📤"}
+)
 MAX_AGENDA_DAYS = 60
 
 
@@ -351,7 +354,7 @@ async def _reload(message: Message, ctx: Ctx, rest: str) -> None:
     ctx.reply(message, text)
 
 
-SUBCOMMANDS = {
+SUBCOMMANDS: Mapping[str, Any] = MappingProxyType({
     "add": _add, "添加": _add,
     "list": _list, "ls": _list, "列表": _list,
     "agenda": _agenda, "日程": _agenda,
@@ -360,7 +363,7 @@ SUBCOMMANDS = {
     "resume": _resume, "恢复": _resume,
     "preview": _preview, "预览": _preview,
     "reload": _reload, "重新加载": _reload,
-}
+})
 
 
 async def cmd_schedule(message: Message, ctx: Ctx) -> None:

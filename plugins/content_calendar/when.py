@@ -33,6 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from types import MappingProxyType
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -40,9 +41,10 @@ from apscheduler.triggers.cron import CronTrigger
 from plugins.content_calendar.festivals import Festival, FestivalCalendar
 
 SCAN_DAYS = 800  # how far a day-by-day rule looks ahead before giving up
-CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
-             "九": 9}
-WEEKDAY_CHARS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
+CN_DIGITS = MappingProxyType(
+    {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+)
+WEEKDAY_CHARS = MappingProxyType({"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6})
 CRON_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 APS_DOW = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
