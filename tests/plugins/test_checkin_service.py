@@ -560,3 +560,30 @@ def test_config_example_lists_every_key_with_its_default() -> None:
     table = tomllib.loads(example.read_text(encoding="utf-8"))["plugins"]["checkin"]
     assert set(table) == set(CheckinConfig.model_fields)
     assert CheckinConfig.model_validate(table) == CheckinConfig()
+
+
+async def test_activity_observer_does_no_database_work(h: Any) -> None:
+    from aiogram.types import Message
+    from sqlalchemy import event
+
+    from bot.context import Ctx
+    from plugins.checkin.activity import observe
+
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    ctx = Ctx(app=h.app, plugin="checkin", cfg=await cfg_for(h), chat=await h.app.chat_config.chat(GROUP),
+              chat_id=GROUP, user_id=ALICE)
+    event.listen(h.app.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for i in range(50):
+            raw = {"message_id": i + 1, "date": 1_795_000_000 + 61 * i, "text": f"第 {i} 条足够长的消息",
+                   "chat": {"id": GROUP, "type": "supergroup", "title": "g"},
+                   "from": {"id": ALICE, "is_bot": False, "first_name": "Alice"}}
+            await observe(Message.model_validate(raw), ctx)
+    finally:
+        event.remove(h.app.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == []
+    assert len(h.app.runtime("checkin").pending) == 50
