@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.plugin import N_, Command, Plugin
-from bot.services.events import MemberJoined, MemberLeft
+from bot.services.events import MemberJoined, MemberLeft, RaidModeChanged
 from plugins.welcome import handlers
 from plugins.welcome.config import WelcomeConfig
 from plugins.welcome.service import WelcomeRuntime
@@ -24,7 +24,11 @@ plugin = Plugin(
                 admin=True),
     ),
     timers={"greet": handlers.on_greet_timer, "deadline": handlers.on_deadline_timer},
-    subscriptions={MemberJoined: handlers.on_member_joined, MemberLeft: handlers.on_member_left},
+    subscriptions={
+        MemberJoined: handlers.on_member_joined,
+        MemberLeft: handlers.on_member_left,
+        RaidModeChanged: handlers.on_raid_mode,
+    },
     runtime=lambda app: WelcomeRuntime(),
     settings_keys={"greet": N_("欢迎语"), "captcha": N_("验证方式"), "captcha_timeout": N_("验证时限（秒）")},
 )

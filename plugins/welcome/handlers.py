@@ -32,7 +32,7 @@ from aiogram.types import (
 
 from bot.app import DELETE_TIMER
 from bot.plugin import N_, UsageError
-from bot.services.events import ChatSettingsChanged, MemberJoined, MemberLeft, MemberVerified
+from bot.services.events import ChatSettingsChanged, MemberJoined, MemberLeft, MemberVerified, RaidModeChanged
 from bot.services.members import display_name, mention_html
 from plugins.welcome import service
 from plugins.welcome.config import CAPTCHA_MODES, WelcomeConfig
@@ -251,6 +251,16 @@ async def _needs_captcha(app: App, cfg: WelcomeConfig, ev: MemberJoined, had_lef
     return True
 
 
+async def on_raid_mode(app: App, ev: RaidModeChanged) -> None:
+    if ev.chat_id is None:
+        return
+    rt = _rt(app)
+    if ev.on:
+        rt.raid_until[ev.chat_id] = ev.until.timestamp() if ev.until else float("inf")
+    else:
+        rt.raid_until.pop(ev.chat_id, None)
+
+
 async def on_member_joined(app: App, ev: MemberJoined) -> None:
     chat_id = ev.chat_id
     if chat_id is None or ev.user_id == app.bot.id:
@@ -259,6 +269,9 @@ async def on_member_joined(app: App, ev: MemberJoined) -> None:
     if ev.is_bot and cfg.skip_bots:
         return
     rt = _rt(app)
+    if rt.raid_until.get(chat_id, 0.0) > app.clock.time():
+        # Anti-raid mode: moderation restricts or bans joiners; greeting them would amplify the raid.
+        return
     async with rt.lock(chat_id):
         async with app.db() as s:
             existing = await service.get_captcha(s, chat_id, ev.user_id)

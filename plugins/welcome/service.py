@@ -265,6 +265,8 @@ class WelcomeRuntime:
         self.permissions: dict[int, tuple[float, dict[str, bool]]] = {}
         # chats whose admins were told that captcha needs can_restrict_members
         self.warned_no_right: set[int] = set()
+        # chat -> unix time the anti-raid mode ends (moderation's RaidModeChanged); greetings pause.
+        self.raid_until: dict[int, float] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
     def lock(self, chat_id: int) -> asyncio.Lock:

@@ -495,3 +495,23 @@ async def test_press_during_downtime_still_passes_when_the_answer_is_too_old(mak
     await h.deliver()
     assert [c for c in h.calls("answerCallbackQuery") if not c.ok]
     assert can_send(h, DAVE)
+
+
+async def test_raid_mode_pauses_greetings_until_it_ends(make_harness: Any) -> None:
+    from datetime import timedelta
+
+    from bot.services.events import RaidModeChanged
+
+    h = await start(make_harness)
+    until = h.app.clock.now() + timedelta(minutes=10)
+    await h.app.events.emit(RaidModeChanged(chat_id=GROUP, on=True, until=until))
+    await h.join(GROUP, DAVE)
+    assert sends(h) == [] and restricts(h, DAVE) == []
+    # Another chat is not in raid mode.
+    await h.join(OTHER_GROUP, DAVE)
+    assert sends(h, OTHER_GROUP)
+    await h.app.events.emit(RaidModeChanged(chat_id=GROUP, on=False))
+    await h.leave(GROUP, DAVE)
+    h.clock.advance(5)
+    await h.join(GROUP, DAVE)
+    assert sends(h)
