@@ -31,7 +31,7 @@ from bot.i18n import I18n
 from bot.plugin import Plugin
 from bot.registry import discover, locale_dirs
 from bot.services.admins import AdminService
-from bot.services.events import EventBus
+from bot.services.events import ChatSettingsChanged, EventBus
 from bot.services.members import MemberDirectory
 from bot.services.points import PointsService
 from bot.services.sender import PacingMiddleware, Sender
@@ -115,6 +115,7 @@ class App:
         self._flush_lock = asyncio.Lock()
         self.bot_username: str | None = None
 
+        self.chat_config.on_change = self._settings_changed
         self.timers.register(DELETE_TIMER, _delete_message_timer)
         for plugin in self.plugins.values():
             if plugin.runtime is not None:
@@ -144,6 +145,9 @@ class App:
 
     def log_chat_for(self, chat_log_id: int | None) -> int | None:
         return chat_log_id if chat_log_id is not None else self.settings.bot.log_chat_id
+
+    async def _settings_changed(self, chat_id: int, plugin: str, changes: dict[str, Any]) -> None:
+        await self.events.emit(ChatSettingsChanged(chat_id=chat_id, plugin=plugin, changes=changes))
 
     # ---- outbound ------------------------------------------------------------------------------
     def send_text(

@@ -7,7 +7,7 @@ Layers, lowest first: the plugin model's defaults < ``[plugins.<name>]`` < ``[ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -83,6 +83,8 @@ class ChatConfigService:
         self._clock = clock
         self._cache: dict[int, _ChatEntry] = {}
         self._base = self._validate_static()
+        # Set by the App: announces each stored change (core event ChatSettingsChanged).
+        self.on_change: Callable[[int, str, dict[str, Any]], Awaitable[None]] | None = None
 
     # ---- static layers -------------------------------------------------------------------------
     def _model_for(self, plugin: str) -> type[PluginConfig]:
@@ -239,6 +241,8 @@ class ChatConfigService:
             row.updated_at = now
             row.updated_by = by
         self.invalidate(chat_id)
+        if self.on_change is not None:
+            await self.on_change(chat_id, plugin, dict(changes))
         return model
 
     async def reset(self, chat_id: int, plugin: str) -> None:

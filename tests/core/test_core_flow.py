@@ -110,3 +110,17 @@ async def test_command_menu_published_in_both_languages(make_harness) -> None:  
     assert "help" in zh_names and "settings" not in zh_names  # admin commands stay out of the menu
     assert en.params.get("language_code") == "en"
     assert any("commands" in c["description"] for c in en.params["commands"])
+
+
+async def test_settings_change_is_announced_as_core_event(make_harness) -> None:  # type: ignore[no-untyped-def]
+    from bot.services.events import ChatSettingsChanged
+
+    seen: list[ChatSettingsChanged] = []
+
+    async def on_change(app, event: ChatSettingsChanged) -> None:  # type: ignore[no-untyped-def]
+        seen.append(event)
+
+    demo = Plugin(name="demo", description="演示", subscriptions={ChatSettingsChanged: on_change})
+    h = await make_harness(plugin_objects={"demo": demo})
+    await h.say(GROUP, CREATOR, "/set core.notice_ttl 5")
+    assert [(e.chat_id, e.plugin, e.changes) for e in seen] == [(GROUP, "core", {"notice_ttl": 5})]
