@@ -226,16 +226,17 @@ class App:
         await self.updates.flush(session)
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    async def start(self, *, background: bool = True) -> None:
+    async def start(self, *, background: bool = True, contact_telegram: bool = True) -> None:
         await self.updates.load()
         if any(p.uses_nlp for p in self.plugins.values()):
             # ~1 s and ~70 MB for jieba: paid once here, never on a member's message.
             await asyncio.to_thread(self.nlp.warm_up)
-        try:
-            me = await self.bot.me()
-            self.bot_username = me.username
-        except Exception as exc:  # the emulator or Telegram may be down: we retry in polling
-            log.warning("getMe failed at start: %s", type(exc).__name__)
+        if contact_telegram:
+            try:
+                me = await self.bot.me()
+                self.bot_username = me.username
+            except Exception as exc:  # the emulator or Telegram may be down: we retry in polling
+                log.warning("getMe failed at start: %s", type(exc).__name__)
         for plugin in self.plugins.values():
             if plugin.on_startup is not None:
                 try:

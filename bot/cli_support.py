@@ -12,14 +12,14 @@ from bot.settings import load_settings
 
 @asynccontextmanager
 async def open_app(args: argparse.Namespace, *, migrate: bool = True) -> AsyncIterator[App]:
-    """A started App (no polling, no background jobs) over the configured database."""
+    """A started App (no polling, no background jobs, no call to Telegram) over the configured database."""
     settings = load_settings(getattr(args, "config", None))
     if migrate:
         from bot.migrate import upgrade
 
         await upgrade(settings.database.url)
     app = App(settings)
-    await app.start(background=False)
+    await app.start(background=False, contact_telegram=False)
     try:
         yield app
     finally:
