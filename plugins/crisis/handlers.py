@@ -238,6 +238,7 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
         return
     tr, _tz = await rt.tr(inc.chat_id)
     user = query.from_user
+    app.members.touch(user, None, ctx.now(), spoke=False)  # so the timeline and summary can name them
     if not await app.admins.is_admin(inc.chat_id, user.id):
         await _answer(query, tr("只有该群的管理员或机器人所有者可以处理这个事件。"), alert=True)
         return

@@ -60,7 +60,7 @@ BUILTIN_CATEGORIES: dict[str, tuple[float, tuple[str, ...]]] = {
 # Weight factor of a hit inside a question. Asking "会过敏吗" / "是骗子吗" is not an accusation;
 # "退款呢？" / "什么时候发货？" still carries some complaint.
 DEFAULT_QUESTION_FACTORS: dict[str, float] = {
-    "complaint": 0.5, "refund": 0.5, "legal": 0.25, "safety": 0.1, "fraud": 0.1, "emergency": 0.1,
+    "complaint": 0.3, "refund": 0.3, "legal": 0.25, "safety": 0.1, "fraud": 0.1, "emergency": 0.1,
 }  # fmt: skip
 DEFAULT_QUESTION_FACTOR = 0.25
 
