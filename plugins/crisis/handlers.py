@@ -236,30 +236,30 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
     if inc is None:
         await _answer(query, ctx._("无效的按钮。"), alert=True)
         return
-    tr, _tz = await rt.tr(inc.chat_id)
+    _, _tz = await rt.tr(inc.chat_id)
     user = query.from_user
     app.members.touch(user, None, ctx.now(), spoke=False)  # so the timeline and summary can name them
     if not await app.admins.is_admin(inc.chat_id, user.id):
-        await _answer(query, tr("只有该群的管理员或机器人所有者可以处理这个事件。"), alert=True)
+        await _answer(query, _("只有该群的管理员或机器人所有者可以处理这个事件。"), alert=True)
         return
     if inc.status != "open":
-        await _answer(query, tr("这个事件已经结束了。"))
+        await _answer(query, _("这个事件已经结束了。"))
         return
     if action == "ack":
         result = await rt.acknowledge(inc.chat_id, user.id, incident_id)
-        text = {"ok": tr("已认领。"), "already": tr("这个事件已经有人认领了。"),
-                "none": tr("这个事件已经结束了。")}[result]
+        text = {"ok": _("已认领。"), "already": _("这个事件已经有人认领了。"),
+                "none": _("这个事件已经结束了。")}[result]
     elif action == "res":
         result = await rt.resolve(inc.chat_id, user.id, incident_id)
-        text = tr("已标记解决，总结已发送。") if result == "ok" else tr("这个事件已经结束了。")
+        text = _("已标记解决，总结已发送。") if result == "ok" else _("这个事件已经结束了。")
     else:
         result, level = await rt.escalate(inc.chat_id, user.id, incident_id)
         if result == "ok":
-            text = tr("已升级为{level}。").format(level=render.level_name(tr, level))
+            text = _("已升级为{level}。").format(level=render.level_name(_, level))
         elif result == "top":
-            text = tr("已经是最高等级（一级）。")
+            text = _("已经是最高等级（一级）。")
         else:
-            text = tr("这个事件已经结束了。")
+            text = _("这个事件已经结束了。")
     await _answer(query, text)
 
 

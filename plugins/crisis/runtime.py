@@ -418,11 +418,15 @@ class CrisisRuntime:
                 queued.append((out.id, dest))
             alerts = await service.alert_messages(s, inc.id)
             measures = dict(row.measures or {})
+            acked_by, acked_at = row.acked_by, row.acked_at
         self.incidents.pop(inc.chat_id, None)
         log.warning("crisis: incident #%s in chat %s closed (%s)", inc.id, inc.chat_id, reason)
         self._dispatch(queued)
         who = await app.members.name_of(by) if by is not None else None
         line = render.resolved_line(_, render.esc(who) if who else None, now, tz)
+        if acked_by is not None and acked_at is not None:
+            acker = render.esc(await app.members.name_of(acked_by))
+            line = render.ack_line(_, acker, acked_at, tz) + "\n" + line
         for alert in alerts:
             self._edit_alert(alert.dest_chat_id, alert.message_id, alert.text, line, None)  # type: ignore[arg-type]
         await app.events.emit(CrisisChanged(chat_id=inc.chat_id, incident_id=inc.id, level=None,

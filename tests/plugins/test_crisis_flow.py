@@ -407,3 +407,19 @@ async def test_open_incident_survives_a_restart(make_harness: Any) -> None:
     [alert] = log_messages(h)
     await h.press(LOG_CHAT, ADMIN, alert["message_id"], "crisis:ack:1")
     assert (await incidents(h))[0].acked_by == ADMIN
+
+
+async def test_the_content_calendar_holds_marketing_while_the_incident_is_open(make_harness: Any) -> None:
+    """CrisisChanged reaches the content calendar (its pause of marketing posts), and the close releases it."""
+    from plugins.content_calendar import service as calendar
+
+    h: Harness = await make_harness(plugins=["crisis", "content_calendar"])
+    for i in range(6):
+        h.world.add_user(member(i), f"会员{i + 1}")
+        h.world.set_member(GROUP, member(i), "member")
+    await pile_on(h, 6)
+    async with h.app.db() as s:
+        assert await calendar.crisis_levels(s, GROUP) == [2]
+    await h.say(GROUP, ADMIN, "/crisis resolve")
+    async with h.app.db() as s:
+        assert await calendar.crisis_levels(s, GROUP) == []
