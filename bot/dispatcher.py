@@ -93,9 +93,11 @@ class MessagePipeline(BaseMiddleware):
         update = data.get("event_update")
         update_id = update.update_id if update is not None else None
         user = message.from_user
+        now = app.clock.now()
+        if in_group:
+            app.members.touch_chat(chat.id, chat.type, chat.title, chat.username, now)
         if user is not None:
-            app.members.touch(user, chat.id if in_group else None, app.clock.now(),
-                              spoke=in_group and not is_service(message))
+            app.members.touch(user, chat.id if in_group else None, now, spoke=in_group and not is_service(message))
 
         if in_group and is_service(message):
             await self._membership(message, update_id)

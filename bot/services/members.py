@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.db import retry_locked, upsert
-from bot.models import Member, User
+from bot.models import Chat, Member, User
 
 PRESENT = frozenset({"member", "restricted", "administrator", "creator"})
 
@@ -45,6 +45,19 @@ class MemberDirectory:
         self._known: dict[int, tuple[str | None, str, str | None, bool, str | None]] = {}
         self._user_buf: dict[int, dict[str, object]] = {}
         self._seen_buf: dict[tuple[int, int], datetime] = {}
+        self._chats_known: dict[int, tuple[str, str | None, str | None]] = {}
+        self._chat_buf: dict[int, dict[str, object]] = {}
+
+    def touch_chat(self, chat_id: int, chat_type: str, title: str | None, username: str | None, at: datetime) -> None:
+        """Note a chat the bot is in (no I/O); written to core_chats in the batch flush."""
+        info = (chat_type, title, username)
+        if self._chats_known.get(chat_id) != info:
+            self._chats_known[chat_id] = info
+            self._chat_buf[chat_id] = {"chat_id": chat_id, "type": chat_type, "title": title, "username": username,
+                                       "updated_at": at}
+
+    def known_chats(self) -> list[int]:
+        return list(self._chats_known)
 
     def touch(self, user: TgUser, chat_id: int | None, at: datetime, *, spoke: bool = True) -> None:
         """Note a user seen in a chat (no I/O)."""
@@ -60,6 +73,8 @@ class MemberDirectory:
             self._seen_buf[(chat_id, user.id)] = at
 
     async def flush(self, session: AsyncSession) -> None:
+        chats, self._chat_buf = list(self._chat_buf.values()), {}
+        await upsert(session, Chat, chats, ["chat_id"], ["type", "title", "username", "updated_at"])
         users, self._user_buf = list(self._user_buf.values()), {}
         seen, self._seen_buf = self._seen_buf, {}
         await upsert(session, User, users, ["user_id"],

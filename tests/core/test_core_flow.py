@@ -124,3 +124,17 @@ async def test_settings_change_is_announced_as_core_event(make_harness) -> None:
     h = await make_harness(plugin_objects={"demo": demo})
     await h.say(GROUP, CREATOR, "/set core.notice_ttl 5")
     assert [(e.chat_id, e.plugin, e.changes) for e in seen] == [(GROUP, "core", {"notice_ttl": 5})]
+
+
+async def test_chats_and_members_are_recorded_in_the_batch_flush(make_harness) -> None:  # type: ignore[no-untyped-def]
+    from bot.models import Chat, Member, User
+
+    h = await make_harness(plugins=[])
+    await h.say(GROUP, ALICE, "大家好")
+    async with h.app.db() as s:
+        chat = await s.get(Chat, GROUP)
+        member = await s.get(Member, (GROUP, ALICE))
+        user = await s.get(User, ALICE)
+    assert chat is not None and chat.title == "粉丝福利群" and chat.type == "supergroup"
+    assert member is not None and member.last_message_at == h.clock.now()
+    assert user is not None and user.username == "alice"
