@@ -62,6 +62,7 @@ plugin = Plugin(
     },
     runtime=collector.make_runtime,
     flush=collector.flush,
+    cli=_cli,
     settings_keys={
         "weekly_report": N_("每周报告"),
         "silent_days": N_("沉默天数"),
