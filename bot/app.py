@@ -38,9 +38,11 @@ from bot.services.sender import PacingMiddleware, Sender
 from bot.services.timers import TimerFire, TimerService
 from bot.services.updates import UpdateLedger
 from bot.settings import Settings
+from bot.shared import SharedChatConfig, SharedState, create_shared
 
 if TYPE_CHECKING:
     from bot.commands import CommandTable
+    from bot.leader import Leadership
     from bot.nlp import NlpService
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,14 @@ class App:
         self.engine = create_engine(settings.database.url, echo=settings.database.echo)
         self.db = session_factory(self.engine)
         self.i18n = I18n(locale_dirs(self.plugins.values()))
-        self.chat_config = ChatConfigService(settings, self.plugins, self.db, self.clock)
+        # Shared state: in this process (default) or in Redis when [redis] url is set (several workers).
+        self.shared: SharedState = create_shared(settings)
+        self.leadership: Leadership | None = None
+        if self.shared.distributed:
+            self.chat_config: ChatConfigService = SharedChatConfig(
+                settings, self.plugins, self.db, self.clock, self.shared)
+        else:
+            self.chat_config = ChatConfigService(settings, self.plugins, self.db, self.clock)
 
         token = settings.token() if settings.has_token else SANDBOX_TOKEN
         if session is None:
@@ -93,6 +102,7 @@ class App:
             global_per_second=settings.telegram.rate_global_per_second,
             chat_per_minute=settings.telegram.rate_chat_per_minute,
             max_retries=settings.telegram.max_retries,
+            shared=self.shared if self.shared.distributed else None,
         )
         session.middleware(self.pacing)
         self.bot = Bot(
@@ -101,7 +111,8 @@ class App:
             default=DefaultBotProperties(parse_mode="HTML", link_preview=LinkPreviewOptions(is_disabled=True)),
         )
         self.sender = Sender()
-        self.admins = AdminService(lambda: self.bot, settings.bot.owners, self.clock, settings.bot.admin_cache_ttl)
+        self.admins = AdminService(lambda: self.bot, settings.bot.owners, self.clock, settings.bot.admin_cache_ttl,
+                                   shared=self.shared if self.shared.distributed else None)
         self.points = PointsService(self.db, self.clock, settings.points.pools)
         self.timers = TimerService(self.db, self.clock)
         self.events = EventBus(self)
@@ -216,7 +227,12 @@ class App:
                 async with self.db() as session, session.begin():
                     await self._flush_into(session)
 
-            await retry_locked(tx)
+            try:
+                await retry_locked(tx)
+            except Exception as exc:
+                self.updates.commit_failed(exc)
+                raise
+            self.updates.committed()
 
     async def _flush_into(self, session: AsyncSession) -> None:
         for plugin in self.plugins.values():
@@ -227,6 +243,7 @@ class App:
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self, *, background: bool = True, contact_telegram: bool = True) -> None:
+        await self.shared.start()
         await self.updates.load()
         if any(p.uses_nlp for p in self.plugins.values()):
             # ~1 s and ~70 MB for jieba: paid once here, never on a member's message.
@@ -250,9 +267,37 @@ class App:
             for job in plugin.jobs:
                 self._add_job(plugin.name, job)
         self.scheduler.add_job(self._housekeeping, "interval", hours=6, id="core.housekeeping")
-        self.scheduler.start()
-        self._tasks.append(asyncio.create_task(self.timers.loop(self, self.stop_event), name="timers"))
+        if self.shared.distributed:
+            # Several workers: jobs and timers run in the one holding the leader lease (bot.leader).
+            from bot.leader import Leadership
+
+            self.scheduler.start(paused=True)
+            self.leadership = Leadership(self.shared, ttl=self.settings.redis.leader_ttl,
+                                         on_gain=self._lead, on_lose=self._follow)
+            self.leadership.start()
+        else:
+            self.scheduler.start()
+            self._tasks.append(asyncio.create_task(self.timers.loop(self, self.stop_event), name="timers"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
+
+    async def _lead(self) -> None:
+        self._term_stop = asyncio.Event()
+        self.scheduler.resume()
+        self._term_timers: asyncio.Task[None] | None = asyncio.create_task(
+            self.timers.loop(self, self._term_stop), name="timers")
+
+    async def _follow(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.pause()
+        stop: asyncio.Event | None = getattr(self, "_term_stop", None)
+        task: asyncio.Task[None] | None = getattr(self, "_term_timers", None)
+        if stop is not None:
+            stop.set()
+        if task is not None:
+            # The iteration in progress finishes (a claimed timer is not cut in half).
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, timeout=30)
+            self._term_timers = None
 
     async def publish_menu(self) -> None:
         """Telegram's command menu: Chinese by default, English for English-speaking users."""
@@ -292,6 +337,8 @@ class App:
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         self.stop_event.set()
+        if self.leadership is not None:
+            await self.leadership.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for task in self._tasks:
@@ -309,6 +356,7 @@ class App:
                     await plugin.on_shutdown(self)
                 except Exception:
                     log.exception("plugin %s failed to stop", plugin.name)
+        await self.shared.close()
         await self.bot.session.close()
         await self.engine.dispose()
 

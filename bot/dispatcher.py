@@ -166,7 +166,7 @@ class MembershipTracker(BaseMiddleware):
         old, new = event.old_chat_member, event.new_chat_member
         old_in = old.status in PRESENT and getattr(old, "is_member", True)
         new_in = new.status in PRESENT and getattr(new, "is_member", True)
-        app.admins.note_status(chat_id, member.id, str(new.status))
+        app.admins.note_status(chat_id, member.id, str(new.status), str(old.status))
         now = app.clock.now()
         update = data.get("event_update")
         update_id = update.update_id if update is not None else None

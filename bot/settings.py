@@ -54,7 +54,60 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
+    # Shared state for several workers (docs/scale.md). Unset: everything stays in this process's memory.
     url: str | None = None
+    prefix: str = "qunbot:"
+    # Scheduler leader lease: renewed every ttl/3; a dead leader is replaced within ttl + ttl/3.
+    leader_ttl: float = Field(default=15.0, ge=1, le=60)
+    # Per-chat processing lock across workers (renewed while held).
+    lock_ttl: float = Field(default=30.0, ge=1, le=600)
+
+
+WEBHOOK_SECRET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+class WebhookSettings(_Section):
+    """``qunbot run --webhook``: Telegram POSTs updates to ``url``; we listen on host:port + path."""
+
+    url: str | None = None  # public HTTPS URL Telegram calls (setWebhook), e.g. https://bot.example.com/tg
+    host: str = "127.0.0.1"  # listen address (behind nginx); 0.0.0.0 to listen on every interface
+    port: int = Field(default=8080, ge=1, le=65535)
+    path: str = "/telegram/webhook"
+    # X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (stable across workers).
+    secret_token: SecretStr | None = None
+    max_connections: int = Field(default=40, ge=1, le=100)
+    allowed_updates: list[str] | None = None  # default: the update types the polling loop asks for
+    workers: int = Field(default=1, ge=1, le=64)
+    # Group commit: updates finished within this window share one transaction before their 200.
+    commit_interval: float = Field(default=0.02, ge=0.0, le=0.5)
+    # Several workers: wait at most this long for a chat's replies before its next update may run.
+    order_timeout: float = Field(default=5.0, ge=0.0, le=60.0)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a path starting with /")
+        return value
+
+    @field_validator("secret_token")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        raw = value.get_secret_value()
+        if len(raw) > 256 or not set(raw) <= WEBHOOK_SECRET_CHARS:
+            raise ValueError("1-256 characters A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("an https:// URL (Telegram only calls HTTPS webhooks)")
+        return value.strip()
 
 
 class BotSettings(_Section):
@@ -135,6 +188,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
     nlp: NlpSettings = Field(default_factory=NlpSettings)
     points: PointsSettings = Field(default_factory=PointsSettings)
@@ -177,7 +231,7 @@ def _format_validation_error(exc: ValidationError, data: dict[str, Any]) -> str:
                 value = value.get(part, value.get(str(part)) if not isinstance(part, str) else None)
             else:
                 value = None
-        if "token" in loc:
+        if "token" in loc or "secret_token" in loc:
             value = "***"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

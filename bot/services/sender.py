@@ -5,6 +5,10 @@ goes through it: it waits for a slot in the global and per-chat windows, honours
 and retries 5xx and network errors with bounded backoff. ``Sender.submit`` queues a call per chat and
 returns at once, so a chat that is being throttled never holds up updates of other chats; a call that
 finally fails is logged and resolves to ``None`` instead of raising into a handler.
+
+With several workers (``shared`` given) the windows are a token bucket in the shared store (GCRA in
+Redis), so Telegram's per-bot and per-chat limits hold across all workers; Redis unreachable: each
+worker falls back to local windows at its share of the limits.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
+
+if TYPE_CHECKING:
+    from bot.shared import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,7 @@ class PacingMiddleware(BaseRequestMiddleware):
         base_backoff: float = 0.2,
         max_backoff: float = 10.0,
         now: Callable[[], float] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         loop_time = now or (lambda: asyncio.get_running_loop().time())
         self._now = loop_time
@@ -82,6 +90,19 @@ class PacingMiddleware(BaseRequestMiddleware):
         self.max_backoff = max_backoff
         self.retries = 0
         self.failures = 0
+        self._shared = shared
+        self._global_limit = max(1, round(global_per_second))
+
+    async def _shared_slot(self, chat_id: int | str | None, group: bool) -> None:
+        from bot.shared import RateLimit
+
+        assert self._shared is not None
+        limits = [RateLimit("pace:global", self._global_limit, 1.0)]
+        if group:
+            limits.insert(0, RateLimit(f"pace:chat:{chat_id}", self._chat_limit, 60.0))
+        wait = await self._shared.reserve(limits)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _chat_window(self, chat_id: int | str) -> SlidingWindow:
         window = self._chats.get(chat_id)
@@ -105,9 +126,13 @@ class PacingMiddleware(BaseRequestMiddleware):
         if name in SEND_METHODS:
             chat_id = getattr(method, "chat_id", None)
             # Limits apply to groups; private chats only share the global window.
-            if (isinstance(chat_id, int) and chat_id < 0) or isinstance(chat_id, str):
-                await self._chat_window(chat_id).acquire()
-            await self._global.acquire()
+            group = (isinstance(chat_id, int) and chat_id < 0) or isinstance(chat_id, str)
+            if self._shared is not None:
+                await self._shared_slot(chat_id, group)
+            else:
+                if group:
+                    await self._chat_window(chat_id).acquire()  # type: ignore[arg-type]
+                await self._global.acquire()
         attempt = 0
         while True:
             try:
@@ -179,6 +204,14 @@ class Sender:
                     future.set_result(result)
             finally:
                 queue.task_done()
+
+    async def settled(self, chat_id: int | str, timeout: float) -> bool:
+        """Wait until every call queued for ``chat_id`` so far is done (at most ``timeout`` s)."""
+        worker = self._workers.get(chat_id)
+        if worker is None or worker.done():
+            return True
+        _done, pending = await asyncio.wait({worker}, timeout=timeout)
+        return not pending
 
     @property
     def pending(self) -> int:

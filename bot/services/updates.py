@@ -8,6 +8,7 @@ and a crash after it redelivers updates that are then skipped.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from datetime import timedelta
 
@@ -29,6 +30,11 @@ class UpdateLedger:
         self._order: deque[int] = deque()
         self._unflushed: list[int] = []
         self._in_flight: set[int] = set()
+        # Webhook mode answers an update only once its id is committed: ids handed to a flush that has
+        # not committed yet, and the futures requests wait on.
+        self._flushing: list[int] = []
+        self._uncommitted: set[int] = set()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
 
     async def load(self) -> None:
         async with self._db() as s:
@@ -58,6 +64,7 @@ class UpdateLedger:
         self._in_flight.discard(update_id)
         self._remember(update_id)
         self._unflushed.append(update_id)
+        self._uncommitted.add(update_id)
 
     def abandon(self, update_id: int) -> None:
         self._in_flight.discard(update_id)
@@ -67,9 +74,56 @@ class UpdateLedger:
         return len(self._unflushed)
 
     async def flush(self, session: AsyncSession) -> None:
-        ids, self._unflushed = self._unflushed, []
+        # Ids of an earlier attempt that did not commit (a retried transaction) are written again.
+        self._flushing.extend(self._unflushed)
+        self._unflushed = []
         now = self._clock.now()
-        await upsert(session, ProcessedUpdate, [{"update_id": i, "processed_at": now} for i in ids], ["update_id"])
+        await upsert(session, ProcessedUpdate, [{"update_id": i, "processed_at": now} for i in self._flushing],
+                     ["update_id"])
+
+    def committed(self) -> None:
+        """The flush transaction committed: its ids are final."""
+        ids, self._flushing = self._flushing, []
+        for uid in ids:
+            self._uncommitted.discard(uid)
+            waiter = self._waiters.pop(uid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def commit_failed(self, exc: BaseException) -> None:
+        """The flush transaction failed: its ids are forgotten, so a redelivery processes them again."""
+        ids, self._flushing = self._flushing, []
+        for uid in ids:
+            self._uncommitted.discard(uid)
+            self._seen.discard(uid)
+            waiter = self._waiters.pop(uid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+
+    def commit_future(self, update_id: int) -> asyncio.Future[None] | None:
+        """A future resolved when ``update_id``'s record commits (raising if that commit failed); None
+        when there is nothing to wait for (committed already, or never processed here)."""
+        if update_id not in self._uncommitted:
+            return None
+        waiter = self._waiters.get(update_id)
+        if waiter is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[update_id] = waiter
+        return waiter
+
+    def seen(self, update_id: int) -> bool:
+        return update_id in self._seen
+
+    async def is_committed(self, update_id: int) -> bool:
+        """Whether the shared database holds ``update_id`` (several workers: another one processed it)."""
+        if update_id in self._seen and update_id not in self._uncommitted:
+            return True
+        async with self._db() as s:
+            found = await s.scalar(select(ProcessedUpdate.update_id).where(ProcessedUpdate.update_id == update_id))
+        if found is not None:
+            self._remember(update_id)
+            return True
+        return False
 
     async def prune(self, older_than: timedelta = timedelta(days=3)) -> None:
         async with self._db() as s, s.begin():
