@@ -247,8 +247,12 @@ class CrisisRuntime:
         inc = self.incidents.get(chat.id)
         if inc is not None and not record.duplicate and (record.weights or record.negative):
             inc.note(record)
-        if a.instant or now - sig.last_eval >= cfg.eval_seconds:
-            await self.evaluate(chat.id, cfg, instant=cfg.instant_level if a.instant else None)
+        if a.instant:
+            await self.evaluate(chat.id, cfg, instant=cfg.instant_level)
+        elif record.weights and not record.duplicate and now - sig.last_eval >= cfg.eval_seconds:
+            # Only a risky message can raise the level; everything else (stepping down, closing,
+            # learning the baseline) is the periodic tick's job, off the message path.
+            await self.evaluate(chat.id, cfg)
 
     # ---- evaluation --------------------------------------------------------------------------------
     async def evaluate(self, chat_id: int, cfg: CrisisConfig, *, instant: int | None = None) -> int | None:

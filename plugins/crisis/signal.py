@@ -105,20 +105,36 @@ class Snapshot:
 
 @dataclass
 class ChatSignal:
-    """The rolling window of one chat plus its baseline and trend buckets."""
+    """The rolling window of one chat plus its baseline and trend buckets.
+
+    Counters are kept incrementally as messages enter and leave the window, so a snapshot only walks
+    the (few) records with risk words, not the whole window.
+    """
 
     chat_id: int
     title: str = ""
     username: str | None = None
     records: deque[Record] = field(default_factory=deque)
+    # Non-duplicate records with a risk weight, oldest first (a subsequence of ``records``).
+    risky: deque[Record] = field(default_factory=deque)
     seen: dict[tuple[int, int], float] = field(default_factory=dict)  # (user, fingerprint) -> last at
     message_ids: set[int] = field(default_factory=set)
+    messages: int = 0  # non-duplicate messages in the window
+    negative: int = 0
+    speakers: Counter[int] = field(default_factory=Counter)
+    negative_speakers: Counter[int] = field(default_factory=Counter)
     started_at: float | None = None
     last_eval: float = -math.inf
     baseline: Baseline = field(default_factory=Baseline)
     baseline_dirty: bool = False
     # Trend: bucket start -> [messages, negative, risk]
     trend: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def risk_records(self) -> int:
+        """Risky records in the window: without any, no level can open (the observer then skips the
+        evaluation; the periodic tick still learns the baseline)."""
+        return len(self.risky)
 
     # ---- feeding -------------------------------------------------------------------------------
     def add(self, record: Record, fingerprint: int) -> bool:
@@ -134,9 +150,16 @@ class ChatSignal:
             self.seen[key] = record.at
         self.records.append(record)
         self.message_ids.add(record.message_id)
+        if not record.duplicate:
+            self.messages += 1
+            self.speakers[record.user_id] += 1
+            if record.negative:
+                self.negative += 1
+                self.negative_speakers[record.user_id] += 1
+            if record.weights:
+                self.risky.append(record)
         if len(self.records) > MAX_RECORDS:
-            old = self.records.popleft()
-            self.message_ids.discard(old.message_id)
+            self._drop(self.records.popleft())
         bucket = int(record.at // TREND_BUCKET)
         row = self.trend.get(bucket)
         if row is None:
@@ -152,10 +175,33 @@ class ChatSignal:
         cutoff = now - window
         records = self.records
         while records and records[0].at < cutoff:
-            old = records.popleft()
-            self.message_ids.discard(old.message_id)
+            self._drop(records.popleft())
         if len(self.seen) > 2 * len(records) + 64:
             self.seen = {k: t for k, t in self.seen.items() if t >= cutoff}
+
+    @staticmethod
+    def _decrement(counter: Counter[int], key: int) -> None:
+        n = counter[key] - 1
+        if n > 0:
+            counter[key] = n
+        else:
+            del counter[key]
+
+    def _drop(self, old: Record) -> None:
+        self.message_ids.discard(old.message_id)
+        if old.duplicate:
+            return
+        self.messages -= 1
+        self._decrement(self.speakers, old.user_id)
+        if old.negative:
+            self.negative -= 1
+            self._decrement(self.negative_speakers, old.user_id)
+        if old.weights:
+            # Records leave in arrival order, so the oldest risky record is this one.
+            if self.risky and self.risky[0] is old:
+                self.risky.popleft()
+            else:  # pragma: no cover - defensive
+                self.risky.remove(old)
 
     def idle(self, now: float, window: float) -> bool:
         self.prune(now, window)
@@ -171,64 +217,59 @@ class ChatSignal:
         self.prune(now, p.window)
         per_member: dict[int, dict[str, float]] = {}
         names: dict[int, str] = {}
-        negative_members: set[int] = set()
-        speakers: set[int] = set()
         best: dict[int, Record] = {}
         cat_members: dict[str, set[int]] = {}
         keywords: Counter[str] = Counter()
-        messages = negative = 0
-        for r in self.records:
-            if r.duplicate:
-                continue
-            messages += 1
-            speakers.add(r.user_id)
-            if r.negative:
-                negative += 1
-                negative_members.add(r.user_id)
-            if not r.weights:
-                continue
-            names[r.user_id] = r.name
-            cats = per_member.setdefault(r.user_id, {})
+        for r in self.risky:
+            uid = r.user_id
+            names[uid] = r.name
+            cats = per_member.get(uid)
+            if cats is None:
+                cats = per_member[uid] = {}
             for cat, w in r.weights.items():
                 if w > cats.get(cat, 0.0):
                     cats[cat] = w
-                cat_members.setdefault(cat, set()).add(r.user_id)
+                cat_members.setdefault(cat, set()).add(uid)
             keywords.update(r.keywords)
-            prev = best.get(r.user_id)
+            prev = best.get(uid)
             if prev is None or (r.risk, -r.sentiment) > (prev.risk, -prev.sentiment):
-                best[r.user_id] = r
+                best[uid] = r
+        negative_speakers = self.negative_speakers
         voices: list[tuple[int, str, float]] = []
         raw = 0.0
-        risk_members = severe_members = 0
-        for uid in speakers:
-            cats = per_member.get(uid, {})
+        risk_members = severe_members = negative_with_risk = 0
+        for uid, cats in per_member.items():
             risk = sum(cats.values())
-            contribution = risk + (p.negative_voice if uid in negative_members else 0.0)
-            contribution = min(p.member_cap, contribution)
+            negative = uid in negative_speakers
+            negative_with_risk += negative
+            contribution = min(p.member_cap, risk + (p.negative_voice if negative else 0.0))
             raw += contribution
             if risk >= p.min_member_risk:
                 risk_members += 1
                 if any(w >= p.min_member_risk for c, w in cats.items() if c in p.severe):
                     severe_members += 1
                 voices.append((uid, names.get(uid, str(uid)), contribution))
+        # Members with negative messages and no risk word add a negative voice each.
+        raw += min(p.member_cap, p.negative_voice) * (len(negative_speakers) - negative_with_risk)
         voices.sort(key=lambda v: -v[2])
+        messages = self.messages
         # Rate over the observed part of the window (a chat seen for 2 minutes is not diluted by 10).
         span = p.window if self.started_at is None else min(p.window, max(60.0, now - self.started_at))
         rate = messages / (span / 60.0)
         base_rate = max(p.rate_floor, self.baseline.rate)
         ratio = rate / base_rate
         surge = 1.0 + p.surge_weight * min(1.0, max(0.0, (ratio - 1.0) / 3.0))
-        share = negative / messages if messages else 0.0
+        share = self.negative / messages if messages else 0.0
         neg_mult = 1.0 + p.negative_share_weight * min(1.0, max(0.0, share - self.baseline.negative_share))
         score = max(0.0, raw * surge * neg_mult - min(self.baseline.score, p.baseline_score_cap))
         top = sorted(best.values(), key=lambda r: (-r.risk, r.sentiment, r.at))[:evidence]
         return Snapshot(
-            at=now, score=round(score, 3), raw=round(raw, 3), messages=messages, negative=negative,
-            members=len(speakers), risk_members=risk_members, severe_members=severe_members,
-            negative_members=len(negative_members),
-            rate=round(rate, 3), baseline_rate=round(base_rate, 3), negative_share=round(share, 3),
-            surge=round(surge, 3), by_category={c: len(m) for c, m in cat_members.items()},
-            keywords=keywords.most_common(10), evidence=top, voices=voices,
+            at=now, score=round(score, 3), raw=round(raw, 3), messages=messages, negative=self.negative,
+            members=len(self.speakers), risk_members=risk_members, severe_members=severe_members,
+            negative_members=len(negative_speakers), rate=round(rate, 3), baseline_rate=round(base_rate, 3),
+            negative_share=round(share, 3), surge=round(surge, 3),
+            by_category={c: len(m) for c, m in cat_members.items()}, keywords=keywords.most_common(10),
+            evidence=top, voices=voices,
         )
 
     def learn(self, snap: Snapshot, now: float, p: SignalParams) -> None:

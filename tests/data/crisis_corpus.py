@@ -114,8 +114,10 @@ def replay(
                         sentiment=a.sentiment, negative=a.negative, weights=a.weights, keywords=a.keywords)
         if not sig.add(record, a.fingerprint):
             continue
-        if a.instant or now - sig.last_eval >= cfg.eval_seconds:
-            evaluate(now, cfg.instant_level if a.instant else None)
+        if a.instant:
+            evaluate(now, cfg.instant_level)
+        elif record.weights and not record.duplicate and now - sig.last_eval >= cfg.eval_seconds:
+            evaluate(now)
     out.last_message_at = now - START
     ticks_until(now + tail)
     return out
