@@ -162,7 +162,7 @@ async def test_forgetme_deletes_personal_data_and_keeps_aggregates(make_harness:
     await h.say(GROUP, ALICE, "/forgetme")
     prompt = h.calls("sendMessage")[-1]
     assert "确定要删除你的个人数据吗" in prompt.params["text"]
-    yes, no = [b["callback_data"] for b in prompt.params["reply_markup"]["inline_keyboard"][0]]
+    yes, _no = [b["callback_data"] for b in prompt.params["reply_markup"]["inline_keyboard"][0]]
     assert yes == f"an:fg:{ALICE}:y"
     await h.press(GROUP, BOB, prompt.result["message_id"], yes)  # someone else's button
     assert "这不是你的按钮" in h.calls("answerCallbackQuery")[-1].params["text"]

@@ -341,3 +341,47 @@ async def test_prune_keeps_aggregates(h: Harness) -> None:
     assert deleted == 3  # ALICE's and FRANK's join rows (T-40, T-35) and FRANK's message (T-31)
     assert oldest == d(29)
     assert chat_old is not None and chat_old.joins == 1  # the anonymous total stays
+
+
+def test_config_example_lists_every_key_with_its_default() -> None:
+    import tomllib
+    from pathlib import Path
+
+    import plugins.analytics as pkg
+
+    folder = Path(pkg.__file__).parent
+    data = tomllib.loads((folder / "config.example.toml").read_text(encoding="utf-8"))["plugins"]["analytics"]
+    assert set(data) == set(AnalyticsConfig.model_fields)
+    assert AnalyticsConfig.model_validate(data) == AnalyticsConfig()
+
+
+def test_english_catalog_covers_every_message() -> None:
+    import ast
+    from pathlib import Path
+
+    import plugins.analytics as pkg
+    from bot.i18n import parse_po
+
+    folder = Path(pkg.__file__).parent
+    catalog = parse_po((folder / "locales" / "en.po").read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                f = node.func
+                named = isinstance(f, ast.Name) and f.id in ("_", "N_")
+                if isinstance(node.args[0].value, str) and (named or (isinstance(f, ast.Attribute) and f.attr == "_")):
+                    found.add(node.args[0].value)
+    found |= set(report.LIFECYCLE_LABELS.values()) | set(report.WEEKDAYS)
+    assert len(found) > 100
+    assert sorted(found - set(catalog)) == []
+
+
+def test_bad_config_is_refused() -> None:
+    from pydantic import ValidationError
+
+    for bad in ({"silent_days": 40, "churn_days": 30}, {"tiers": [{"name": "x", "min_score": 10}]},
+                {"wakeup_segments": ["vip"]}, {"wakeup_text": "hello"}, {"weight_recency": 0, "weight_frequency": 0,
+                 "weight_contribution": 0, "weight_influence": 0}, {"retention_days": 5}, {"unknown": 1}):
+        with pytest.raises(ValidationError):
+            AnalyticsConfig.model_validate(bad)
