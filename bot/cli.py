@@ -53,7 +53,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
 
     setup_logging(args.log_level, [settings.token()])
+    if getattr(args, "webhook", False):
+        from bot.webhook import cmd_run_webhook
+
+        return cmd_run_webhook(args, settings, early_stop)
+    if getattr(args, "workers", None) not in (None, 1):
+        raise ConfigError("--workers needs --webhook: Telegram allows only one getUpdates consumer per bot")
     return asyncio.run(_run(settings, early_stop))
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from bot.webhook import cmd_webhook as run
+
+    return run(args, _settings(args))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -100,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the bot (long polling); applies migrations first")
     p.add_argument("--config", "-c", default=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--webhook", action="store_true",
+                   help="receive updates by webhook ([webhook] keys) instead of long polling")
+    p.add_argument("--workers", type=int, default=None,
+                   help="webhook worker processes on one port (default [webhook] workers; >1 needs Redis and "
+                        "PostgreSQL)")
+    p.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("migrate", help="apply database migrations")
@@ -116,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox-db", default=None, help="SQLite file for the sandbox (default: a temporary one)")
     p.set_defaults(func=cmd_sandbox)
 
+    from bot.webhook import add_webhook_cli
+
+    add_webhook_cli(sub).set_defaults(func=cmd_webhook)
     nlp = sub.add_parser("nlp", help="NLP tools").add_subparsers(dest="nlp_command", required=True)
     p = nlp.add_parser("eval", help="evaluate the sentiment scorer on a CSV with columns label,review")
     p.add_argument("file")

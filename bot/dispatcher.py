@@ -63,8 +63,8 @@ class UpdateGate(BaseMiddleware):
             return UNHANDLED
         try:
             result = await handler(event, data)
-        except BaseException:
-            ledger.abandon(event.update_id)
+        except BaseException as exc:
+            ledger.abandon(event.update_id, exc)
             raise
         ledger.done(event.update_id)
         return result

@@ -71,7 +71,7 @@ class WebhookSettings(_Section):
 
     url: str | None = None  # public HTTPS URL Telegram calls (setWebhook), e.g. https://bot.example.com/tg
     host: str = "127.0.0.1"  # listen address (behind nginx); 0.0.0.0 to listen on every interface
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
     path: str = "/telegram/webhook"
     # X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (stable across workers).
     secret_token: SecretStr | None = None

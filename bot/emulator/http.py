@@ -8,10 +8,14 @@ The bot connects with aiogram's real client::
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .world import ConnectionDropped, UploadedFile, World
@@ -102,6 +106,7 @@ class EmulatorServer:
         return f"http://{self.host}:{self.port}"
 
     async def close(self) -> None:
+        await self.world.stop_webhook_push()
         await self.runner.cleanup()
 
     async def __aenter__(self) -> EmulatorServer:
@@ -121,3 +126,137 @@ async def start_server(world: World, host: str = "127.0.0.1", port: int = 0) -> 
     await site.start()
     bound_port = int(runner.addresses[0][1])
     return EmulatorServer(world, runner, host, bound_port)
+
+
+# ---------------------------------------------------------------------------------------------- webhook push
+def update_chat_key(update: Mapping[str, Any]) -> Any:
+    """Updates with the same key are pushed one at a time, in order (Telegram's per-chat order)."""
+    for kind, body in update.items():
+        if kind == "update_id" or not isinstance(body, dict):
+            continue
+        chat = body.get("chat")
+        if not isinstance(chat, dict):
+            message = body.get("message")
+            chat = message.get("chat") if isinstance(message, dict) else None
+        if isinstance(chat, dict) and "id" in chat:
+            return chat["id"]
+        user = body.get("from") or body.get("user")
+        if isinstance(user, dict) and "id" in user:
+            return ("user", user["id"])
+        if kind == "poll" and "id" in body:
+            return ("poll", body["id"])
+    return ("update", id(update))
+
+
+class WebhookPusher:
+    """Telegram's side of a webhook: POST every pending update to the URL with the secret header.
+
+    Updates of one chat go one at a time, in order: the next is sent only after the previous got a 2xx.
+    A non-2xx answer, a timeout or a refused connection is retried with exponential backoff (Telegram
+    does the same, with longer waits); chats proceed independently, at most ``max_connections`` requests
+    at once. An acknowledged update leaves the world's pending queue (``getWebhookInfo``'s
+    ``pending_update_count``). Delivery is at least once: a worker that dies after committing but before
+    its 200 reaches us gets the update again.
+    """
+
+    def __init__(self, world: World, url: str, secret: str | None, max_connections: int) -> None:
+        self.world = world
+        self.url = url
+        self.secret = secret
+        self.max_connections = max(1, max_connections)
+        self._loop = asyncio.get_running_loop()
+        self._queues: dict[Any, deque[dict[str, Any]]] = {}
+        self._tasks: dict[Any, asyncio.Task[None]] = {}
+        self._semaphore = asyncio.Semaphore(self.max_connections)
+        self._session: aiohttp.ClientSession | None = None
+        self.closed = False
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, force_close=not self.world.webhook_keepalive)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.world.webhook_timeout))
+        return self._session
+
+    def enqueue(self, update: dict[str, Any]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:
+            self._loop.call_soon_threadsafe(self.enqueue, update)
+            return
+        if self.closed:
+            return
+        key = update_chat_key(update)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        queue.append(update)
+        if key not in self._tasks:
+            self._tasks[key] = self._loop.create_task(self._chat(key, queue))
+
+    async def _chat(self, key: Any, queue: deque[dict[str, Any]]) -> None:
+        try:
+            while queue and not self.closed:
+                await self._deliver(queue[0])
+                queue.popleft()
+        finally:
+            # No await between the empty check and this: a later enqueue starts a new task.
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+                if self._queues.get(key) is queue:
+                    del self._queues[key]
+
+    async def _deliver(self, update: dict[str, Any]) -> None:
+        world = self.world
+        body = json.dumps(update, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.secret
+        attempt = 0
+        while True:
+            status: int | None = None
+            error: str | None = None
+            async with self._semaphore:
+                started = asyncio.get_running_loop().time()
+                try:
+                    async with self._client().post(self.url, data=body, headers=headers) as response:
+                        status = response.status
+                        await response.read()
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            world._webhook_attempt(update, status, error, attempt, asyncio.get_running_loop().time() - started)
+            if status is not None and 200 <= status < 300:
+                return
+            delay = min(world.webhook_retry_max, world.webhook_retry_base * 2**attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    @property
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def stop(self) -> None:
+        """Stop pushing (deleteWebhook, a new URL, the server closing); unacknowledged updates stay pending."""
+        self.closed = True
+        for task in list(self._tasks.values()):
+            task.cancel()
+        self._tasks.clear()
+        self._queues.clear()
+        session, self._session = self._session, None
+        if session is not None:
+            self._loop.create_task(session.close())
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        session = self._session
+        self._session = None
+        self.closed = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._queues.clear()
+        if session is not None:
+            await session.close()

@@ -959,6 +959,15 @@ class World:
         self.files: dict[str, FileRecord] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.webhook: dict[str, Any] = {"url": ""}
+        # Webhook push mode (setWebhook): "loopback" pushes to 127.0.0.1/localhost URLs only (tests, the
+        # sandbox; plain http allowed there), "any" to every URL, "off" never (getUpdates stays blocked).
+        self.webhook_push = "loopback"
+        self.webhook_timeout = 10.0  # seconds before an unanswered POST counts as failed
+        self.webhook_retry_base = 0.05  # backoff after a failed POST: base * 2**attempt, capped
+        self.webhook_retry_max = 2.0
+        self.webhook_keepalive = True  # False: a new connection per POST (spreads over SO_REUSEPORT workers)
+        self.webhook_deliveries: list[dict[str, Any]] = []
+        self._pusher: Any = None
         self.calls: list[ApiCall] = []
         self.internal_errors: list[str] = []
         self.faults = Faults()
@@ -1299,6 +1308,76 @@ class World:
         self._updates.append(update)
         self.all_updates.append(update)
         self._wake(self._update_waiters)
+        if self._pusher is not None:
+            self._push(update)
+
+    # ------------------------------------------------------------------ webhook push mode
+
+    def _push(self, update: dict[str, Any]) -> None:
+        kind = self.update_type(update)
+        if kind in ALL_UPDATE_TYPES and kind not in self._allowed():
+            self._remove_pending(update)
+            self.dropped_updates.append(update)
+            return
+        self._pusher.enqueue(update)
+
+    def _remove_pending(self, update: dict[str, Any]) -> None:
+        for index, pending in enumerate(self._updates):  # acknowledged updates are near the head
+            if pending is update:
+                del self._updates[index]
+                return
+
+    @staticmethod
+    def _loopback(url: str) -> bool:
+        from urllib.parse import urlsplit
+
+        return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+    def _pushes_to(self, url: str) -> bool:
+        return bool(url) and (self.webhook_push == "any" or (self.webhook_push == "loopback" and self._loopback(url)))
+
+    def _restart_pusher(self) -> None:
+        self._stop_pusher()
+        url = self.webhook.get("url") or ""
+        if not self._pushes_to(url):
+            return
+        from .http import WebhookPusher
+
+        self._pusher = WebhookPusher(self, url, self.webhook.get("secret_token"),
+                                     int(self.webhook.get("max_connections") or 40))
+        self._forced.clear()
+        for update in list(self._updates):
+            self._push(update)
+
+    def _stop_pusher(self) -> None:
+        if self._pusher is not None:
+            self._pusher.stop()
+            self._pusher = None
+
+    async def stop_webhook_push(self) -> None:
+        """Stop pushing (the emulator is shutting down); unacknowledged updates stay pending."""
+        pusher, self._pusher = self._pusher, None
+        if pusher is not None:
+            await pusher.close()
+
+    def _webhook_attempt(
+        self, update: dict[str, Any], status: int | None, error: str | None, attempt: int, seconds: float
+    ) -> None:
+        ok = status is not None and 200 <= status < 300
+        self.webhook_deliveries.append({
+            "update_id": update.get("update_id"), "status": status, "error": error, "attempt": attempt,
+            "seconds": round(seconds, 4), "at": self.now(),
+        })
+        if ok:
+            self._remove_pending(update)
+            update_id = update.get("update_id")
+            self.confirmed_update_ids.append(update_id if isinstance(update_id, int) else -1)
+            self._wake(self._update_waiters)
+        else:
+            self.webhook["last_error_date"] = int(self.now())
+            self.webhook["last_error_message"] = (
+                f"Wrong response from the webhook: {status}" if status is not None else f"Connection failed: {error}"
+            )
 
     def push_update(self, raw: dict[str, Any]) -> int:
         """Enqueue an arbitrary (even malformed) update; an update_id is assigned if missing.
@@ -2420,6 +2499,7 @@ class World:
 
     def m_deleteWebhook(self, p: dict[str, Any]) -> bool:
         self.webhook = {"url": ""}
+        self._stop_pusher()
         if self._bool(p, "drop_pending_updates"):
             while self._updates:
                 self.dropped_updates.append(self._updates.popleft())
@@ -2427,7 +2507,8 @@ class World:
 
     def m_setWebhook(self, p: dict[str, Any]) -> bool:
         url = self._str(p, "url", "") or ""
-        if url and not url.startswith("https://"):
+        insecure_ok = self.webhook_push != "off" and self._loopback(url)
+        if url and not url.startswith("https://") and not (insecure_ok and url.startswith("http://")):
             raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
         allowed = self._json(p, "allowed_updates", list)
         if allowed is not None:
@@ -2440,6 +2521,7 @@ class World:
         if self._bool(p, "drop_pending_updates"):
             while self._updates:
                 self.dropped_updates.append(self._updates.popleft())
+        self._restart_pusher()
         return True
 
     def m_getWebhookInfo(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -2450,6 +2532,9 @@ class World:
         }
         if self.webhook.get("url"):
             info["max_connections"] = self.webhook.get("max_connections") or 40
+            for key in ("last_error_date", "last_error_message"):
+                if self.webhook.get(key):
+                    info[key] = self.webhook[key]
         if self.allowed_updates:
             info["allowed_updates"] = list(self.allowed_updates)
         return info

@@ -35,6 +35,7 @@ class UpdateLedger:
         self._flushing: list[int] = []
         self._uncommitted: set[int] = set()
         self._waiters: dict[int, asyncio.Future[None]] = {}
+        self.failures: dict[int, BaseException] = {}
 
     async def load(self) -> None:
         async with self._db() as s:
@@ -66,8 +67,13 @@ class UpdateLedger:
         self._unflushed.append(update_id)
         self._uncommitted.add(update_id)
 
-    def abandon(self, update_id: int) -> None:
+    def abandon(self, update_id: int, exc: BaseException | None = None) -> None:
         self._in_flight.discard(update_id)
+        if exc is not None:
+            # The webhook asks Telegram to redeliver an update that failed on a database outage.
+            self.failures[update_id] = exc
+            while len(self.failures) > 1000:
+                self.failures.pop(next(iter(self.failures)))
 
     @property
     def unflushed(self) -> int:
