@@ -385,3 +385,51 @@ def test_bad_config_is_refused() -> None:
                  "weight_contribution": 0, "weight_influence": 0}, {"retention_days": 5}, {"unknown": 1}):
         with pytest.raises(ValidationError):
             AnalyticsConfig.model_validate(bad)
+
+
+def test_english_catalog_keeps_every_placeholder() -> None:
+    import re as _re
+    from pathlib import Path
+
+    import plugins.analytics as pkg
+    from bot.i18n import parse_po
+
+    catalog = parse_po((Path(pkg.__file__).parent / "locales" / "en.po").read_text(encoding="utf-8"))
+    for zh, en in catalog.items():
+        assert sorted(_re.findall(r"\{[^}]*\}", zh)) == sorted(_re.findall(r"\{[^}]*\}", en)), zh
+
+
+async def test_the_month_on_postgresql(make_harness: Any) -> None:
+    """Upserts (increment and max), the DAU check, savepoint-guarded reads and the pseudonym on PostgreSQL."""
+    from plugins.analytics import jobs, privacy
+    from tests.dbutil import drop_postgres_database, fresh_postgres_database
+
+    created = await fresh_postgres_database()
+    if created is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    url, admin_url = created
+    try:
+        h = await make_harness(plugins=["analytics"], db_url=url)
+        await month(h)
+        async with h.app.db() as s:
+            assert (await service.dau(s, GROUP, T), await service.wau(s, GROUP, T), await service.mau(s, GROUP, T)) \
+                == (1, 2, 5)
+            cohort = await service.retention(s, GROUP, d(59), T, T)
+            assert (cohort.retention[1], cohort.retention[7], cohort.retention[30]) == ((3, 8), (2, 6), (1, 2))
+            seg = await service.segment(s, GROUP, h.app.clock.now(), TZ, cfg())
+            assert await service.top_faq(s, GROUP, d(29), T) == [(12, 6, None), (7, 2, None)]
+            assert [n for _q, n in await service.top_questions(s, GROUP, d(29), T)] == [3, 1]
+        assert seg.counts() == {"new": 2, "active": 2, "silent": 1, "churned": 2, "zombie": 1}
+        assert seg.scores[ALICE].total == 81.2 and seg.tiers[EVE] == "活跃"
+        await h.app.points.change(GROUP, BOB, 5, "checkin", f"checkin:{GROUP}:{BOB}:{d(0).isoformat()}")
+        h.clock.advance(timedelta(days=1, hours=1))
+        assert await jobs.maintain_chat(h.app, GROUP) == 2  # BOB's check-in on T, HENRY's join on T-2
+        async with h.app.db() as s:
+            assert (await s.get(ChatDay, (GROUP, d(0)))).checkins == 2  # type: ignore[union-attr]
+        gone = await privacy.forget_user(h.app, ALICE)
+        assert gone.ledger_rows == 1 and gone.day_rows == 31  # T-29..T and the join on T-40
+        assert await h.app.points.balance(GROUP, ALICE) == 0
+        assert await h.app.points.leaderboard(GROUP) == []
+        await h.stop()
+    finally:
+        await drop_postgres_database(url, admin_url)
