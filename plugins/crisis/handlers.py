@@ -47,9 +47,7 @@ async def on_startup(app: App) -> None:
 
 
 async def on_shutdown(app: App) -> None:
-    task = _rt(app).warm_task
-    if task is not None and not task.done():
-        task.cancel()
+    await _rt(app).stop()
 
 
 async def flush(app: App, session: AsyncSession) -> None:

@@ -193,7 +193,7 @@ def _timeline_line(_: Tr, row: Any, tz: tzinfo, names: Mapping[int, str]) -> str
         failed = _("（失败）") if detail.get("ok") is False else ""
         return f"{t} {name}{failed}" + who
     if row.kind == "resolved":
-        reason = _("自动结束") if detail.get("reason") == "auto" else _("已解决")
+        reason = _("自动结束") if detail.get("reason") in ("auto", "disabled") else _("已解决")
         return f"{t} {reason}" + who
     return f"{t} {esc(row.kind)}" + who
 
@@ -209,6 +209,8 @@ def summary_text(
     members = [(int(uid), name) for uid, name in (inc.members or {}).items()]
     if inc.close_reason == "auto":
         outcome = _("自动结束（平静 {n} 分钟）").format(n=f"{calm_minutes:g}")
+    elif inc.close_reason == "disabled":
+        outcome = _("本群已关闭危机监测，事件随之结束")
     else:
         outcome = _("已解决（{who}）").format(who=esc(names.get(inc.resolved_by, str(inc.resolved_by))))
     lines = [

@@ -132,6 +132,16 @@ class CrisisRuntime:
         self._inflight: set[int] = set()
         self.warm_task: asyncio.Task[None] | None = None
         self.started = False
+        # Admin ids per chat, refreshed in the background (the observer never waits for the network
+        # except once, the first time a risky message arrives in a chat).
+        self._admin_ids: dict[int, tuple[float, frozenset[int]]] = {}
+        self._admin_tasks: dict[int, asyncio.Task[None]] = {}
+        # Log chats (global and per-chat from the TOML): ops quoting complaints there are not a crisis.
+        settings = app.settings
+        self.log_chats: frozenset[int] = frozenset(
+            cid for cid in [settings.bot.log_chat_id, *(c.log_chat_id for c in settings.chats.values())]
+            if cid is not None
+        )
 
     # ---- config -> profile (automaton built once per distinct lexicon config) ------------------
     def profile(self, cfg: CrisisConfig) -> Profile:
@@ -221,13 +231,13 @@ class CrisisRuntime:
         if not text or text[0] == "/":
             return
         app = self.app
-        if chat.id == app.settings.bot.log_chat_id or chat.id == ctx.chat.log_chat_id:
+        if chat.id in self.log_chats:
             return  # ops talking about a crisis in the log chat are not one
         cfg = ctx.cfg
         assert isinstance(cfg, CrisisConfig)
         prof = self.profile(cfg)
         a = analyze(app.nlp, prof.lexicon, prof.analysis, text)
-        if a.weights and cfg.ignore_admins and await app.admins.is_admin(chat.id, user.id):
+        if a.weights and cfg.ignore_admins and await self.is_admin(chat.id, user.id):
             a.weights, a.keywords, a.instant, a.negative = {}, (), False, False
         now = app.clock.time()
         at = min(now, message.date.timestamp()) if message.date else now
@@ -253,6 +263,35 @@ class CrisisRuntime:
             # Only a risky message can raise the level; everything else (stepping down, closing,
             # learning the baseline) is the periodic tick's job, off the message path.
             await self.evaluate(chat.id, cfg)
+
+    async def is_admin(self, chat_id: int, user_id: int) -> bool:
+        """Owner or admin of the chat, from a per-chat list refreshed in the background."""
+        if self.app.admins.is_owner(user_id):
+            return True
+        entry = self._admin_ids.get(chat_id)
+        if entry is None:
+            await self._refresh_admins(chat_id)
+            entry = self._admin_ids.get(chat_id)
+        elif (self.app.clock.time() - entry[0] >= self.app.settings.bot.admin_cache_ttl
+              and chat_id not in self._admin_tasks):
+            task = asyncio.get_running_loop().create_task(self._refresh_admins(chat_id))
+            self._admin_tasks[chat_id] = task
+            task.add_done_callback(lambda _t, c=chat_id: self._admin_tasks.pop(c, None))
+        return entry is not None and user_id in entry[1]
+
+    async def _refresh_admins(self, chat_id: int) -> None:
+        try:
+            admins = await self.app.admins.admins(chat_id)
+        except Exception:  # keep the old list (or none) and try again after the TTL
+            log.warning("crisis: could not refresh the admins of chat %s", chat_id)
+            admins = dict.fromkeys(self._admin_ids.get(chat_id, (0.0, frozenset()))[1])
+        self._admin_ids[chat_id] = (self.app.clock.time(), frozenset(admins))
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self.warm_task, *self._admin_tasks.values()] if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- evaluation --------------------------------------------------------------------------------
     async def evaluate(self, chat_id: int, cfg: CrisisConfig, *, instant: int | None = None) -> int | None:
@@ -661,6 +700,10 @@ class CrisisRuntime:
             try:
                 cfg = await self.cfg(chat_id)
                 if not cfg.enabled:
+                    inc = self.incidents.get(chat_id)
+                    if inc is not None:  # switched off in this chat: do not leave the incident hanging
+                        async with self._lock(chat_id):
+                            await self._close(inc, cfg, by=None, reason="disabled")
                     continue
                 sig = self.signals.get(chat_id)
                 if chat_id not in self.incidents and (sig is None or sig.idle(now, cfg.window_minutes * 60)):

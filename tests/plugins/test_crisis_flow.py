@@ -423,3 +423,16 @@ async def test_the_content_calendar_holds_marketing_while_the_incident_is_open(m
     await h.say(GROUP, ADMIN, "/crisis resolve")
     async with h.app.db() as s:
         assert await calendar.crisis_levels(s, GROUP) == []
+
+
+async def test_switching_the_plugin_off_closes_the_open_incident(make_harness: Any) -> None:
+    h = await start(make_harness)
+    seen = events(h)
+    await pile_on(h, 6)
+    await h.app.chat_config.update(GROUP, "crisis", {"enabled": False}, by=ADMIN)
+    await tick(h, 10)
+    [inc] = await incidents(h)
+    assert inc.status == "resolved" and inc.close_reason == "disabled"
+    assert seen[-1].level is None
+    await h.say(GROUP, member(7), "骗子！退款！")  # off: nothing is observed any more
+    assert len(h.app.runtime("crisis").signals[GROUP].records) == 6

@@ -283,3 +283,14 @@ def test_message_links() -> None:
     assert message_link(-1001234567890, None, 42) == "https://t.me/c/1234567890/42"
     assert message_link(-1001234567890, "fanclub", 42) == "https://t.me/fanclub/42"
     assert message_link(-4567, None, 42) is None  # a basic group has no public links
+
+
+def test_config_example_lists_every_key_with_its_default() -> None:
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "plugins" / "crisis" / "config.example.toml"
+    table = tomllib.loads(path.read_text(encoding="utf-8"))["plugins"]["crisis"]
+    assert set(table) == set(CrisisConfig.model_fields)
+    example, default = CrisisConfig(**table), CrisisConfig()
+    assert {k for k in table if getattr(example, k) != getattr(default, k)} == set()
