@@ -400,3 +400,36 @@ async def test_weekly_report_needs_a_log_chat_and_data(make_harness: Any) -> Non
     h2.clock.set(datetime(2026, 11, 23, 10, 0, tzinfo=TZ))
     assert await jobs.weekly_reports(h2.app) == []
     assert datetime(2026, 11, 23, 10, 0, tzinfo=TZ).astimezone(UTC).weekday() == 0
+
+
+async def test_a_clean_stop_flushes_and_redelivery_counts_nothing_twice(make_harness: Any) -> None:
+    h = await make_harness(plugins=["analytics"])
+    for text in ("一", "二", "三"):
+        h.world.send_message(GROUP, ALICE, text)
+    raw = await h.app.bot(RawGetUpdates(offset=h.offset, limit=100, timeout=0))
+    updates, _ = parse_updates(h.app, raw)
+    await h.app.process_batch(updates)  # processed; SIGTERM arrives before the batch is confirmed
+    await h.restart()  # App.stop flushes the buffers with the processed ids
+    assert (await rows(h))[ALICE].messages == 3
+    await h.deliver()  # Telegram delivers the unconfirmed batch again: skipped
+    assert (await rows(h))[ALICE].messages == 3
+    assert (await chat_day(h)).active_members == 1  # type: ignore[union-attr]
+
+
+async def test_stats_from_a_private_chat_after_connect(make_harness: Any) -> None:
+    h = await make_harness(plugins=["analytics"], config={"plugins": {"analytics": {"chart": False}}})
+    await h.say(GROUP, ALICE, "你好")
+    await h.say(ADMIN, ADMIN, f"/connect {GROUP}")
+    await h.say(ADMIN, ADMIN, "/stats")
+    assert "粉丝福利群 数据报告" in h.last_text(ADMIN) and not h.calls("sendPhoto")
+    await h.say(ADMIN, ADMIN, "/export daily")  # the connected chat
+    [doc] = [c for c in h.calls("sendDocument") if c.params["chat_id"] == ADMIN]
+    assert doc.result["document"]["file_name"].startswith(f"daily-{GROUP}-")
+
+
+async def test_export_into_the_group_when_configured(make_harness: Any) -> None:
+    h = await make_harness(plugins=["analytics"], config={"plugins": {"analytics": {"export_private": False}}})
+    await h.say(GROUP, ALICE, "你好")
+    await h.say(GROUP, ADMIN, "/export daily")
+    [doc] = h.calls("sendDocument")
+    assert doc.params["chat_id"] == GROUP

@@ -433,3 +433,20 @@ async def test_the_month_on_postgresql(make_harness: Any) -> None:
         await h.stop()
     finally:
         await drop_postgres_database(url, admin_url)
+
+
+def test_cleanup_candidates_by_kind() -> None:
+    from plugins.analytics import actions
+
+    now = datetime(2026, 11, 18, 12, tzinfo=UTC)
+
+    def m(uid: int, joined: float, last: float | None, status: str = "member") -> service.MemberFacts:
+        return service.MemberFacts(uid, status, now - timedelta(days=joined), now - timedelta(days=joined), None,
+                                   now - timedelta(days=last) if last is not None else None)
+
+    facts = [m(1, 40, None), m(2, 10, None), m(3, 3, None), m(4, 60, 35), m(5, 60, 20), m(6, 90, None, "left"),
+             m(7, 50, None)]
+    assert actions.candidates(facts, "zombies", 7, now, skip={7}) == [1, 2]  # longest inactive first
+    assert actions.candidates(facts, "zombies", 30, now, skip=set()) == [7, 1]
+    assert actions.candidates(facts, "churned", 30, now, skip=set()) == [7, 1, 4]  # never spoke: since the join
+    assert actions.candidates(facts, "churned", 15, now, skip={1}) == [7, 4, 5]
