@@ -436,3 +436,15 @@ async def test_switching_the_plugin_off_closes_the_open_incident(make_harness: A
     assert seen[-1].level is None
     await h.say(GROUP, member(7), "骗子！退款！")  # off: nothing is observed any more
     assert len(h.app.runtime("crisis").signals[GROUP].records) == 6
+
+
+async def test_an_english_chat_gets_english_alerts(make_harness: Any) -> None:
+    h: Harness = await make_harness(plugins=["crisis"], config={"chats": {GROUP: {"language": "en"}}})
+    for i in range(6):
+        h.world.add_user(member(i), f"m{i}")
+        h.world.set_member(GROUP, member(i), "member")
+    await pile_on(h, 6)
+    [alert] = log_messages(h)
+    assert "Crisis alert" in alert["text"] and "Level 2 (1 highest, 3 lowest)" in alert["text"]
+    await h.say(GROUP, ADMIN, "/crisis status")
+    assert "Crisis monitor" in h.last_text(GROUP)
