@@ -89,8 +89,82 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return engine
 
 
+class WriteGate:
+    """Serializes explicit write transactions (``async with session.begin()``) on SQLite.
+
+    SQLite has one writer at a time; when two transactions of concurrently processed chats collide,
+    its busy handler sleeps in steps of up to 100 ms and a read transaction that upgrades to a write
+    after another commit fails outright. Queuing writers here instead (FIFO, no sleeping) keeps
+    latency flat. Re-entrant per task (a nested ``begin`` in the same task passes), and a waiter
+    gives up after ``timeout`` and proceeds on SQLite's own locking, so a mistake can slow things
+    down but never deadlock.
+    """
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+        self._timeout = timeout
+
+    async def acquire(self) -> bool:
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            self._depth += 1
+            return True
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout=self._timeout)
+        except TimeoutError:
+            log.warning("write gate busy for %.0fs; continuing on SQLite's own locking", self._timeout)
+            return False
+        self._owner, self._depth = task, 1
+        return True
+
+    def release(self, held: bool) -> None:
+        if not held:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
+class _GatedTransaction:
+    def __init__(self, gate: WriteGate, tx: Any) -> None:
+        self._gate = gate
+        self._tx = tx
+        self._held = False
+
+    async def __aenter__(self) -> Any:
+        self._held = await self._gate.acquire()
+        try:
+            return await self._tx.__aenter__()
+        except BaseException:
+            self._gate.release(self._held)
+            raise
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        try:
+            return await self._tx.__aexit__(*exc)
+        finally:
+            self._gate.release(self._held)
+
+    def __await__(self) -> Any:
+        return self._tx.__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name != "sqlite":
+        return async_sessionmaker(engine, expire_on_commit=False)
+    gate = WriteGate()
+
+    class GatedSession(AsyncSession):
+        def begin(self) -> Any:  # type: ignore[override]
+            return _GatedTransaction(gate, super().begin())
+
+    return async_sessionmaker(engine, class_=GatedSession, expire_on_commit=False)
 
 
 def _is_locked(exc: BaseException) -> bool:

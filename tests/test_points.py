@@ -99,3 +99,29 @@ async def test_balance_always_equals_ledger_sum(tmp_path_factory, sequence) -> N
             assert balance >= 0
     finally:
         await engine.dispose()
+
+
+async def test_write_gate_serializes_sqlite_writers_and_is_reentrant(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bot.db import WriteGate
+
+    gate = WriteGate(timeout=0.2)
+    order: list[str] = []
+
+    async def writer(name: str) -> None:
+        held = await gate.acquire()
+        try:
+            order.append(f"{name}+")
+            nested = await gate.acquire()  # same task: passes at once
+            gate.release(nested)
+            await asyncio.sleep(0.01)
+            order.append(f"{name}-")
+        finally:
+            gate.release(held)
+
+    await asyncio.gather(writer("a"), writer("b"), writer("c"))
+    assert order == ["a+", "a-", "b+", "b-", "c+", "c-"]
+    # A waiter that cannot get the gate in time proceeds (False) instead of deadlocking.
+    assert await gate.acquire()
+    waited = await asyncio.create_task(gate.acquire())
+    assert waited is False
+    gate.release(True)
