@@ -123,7 +123,6 @@ def upgrade() -> None:
         sa.Column("created_at", bot.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("confirmed_at", bot.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", bot.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("note", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_cleanups")),
     )
     with op.batch_alter_table("analytics_cleanups", schema=None) as batch_op:

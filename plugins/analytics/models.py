@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Date, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db import AutoId, Base, UTCDateTime
@@ -148,7 +148,6 @@ class Cleanup(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    note: Mapped[str | None] = mapped_column(Text)
 
 
 class WeeklyReport(Base):
