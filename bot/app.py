@@ -124,6 +124,7 @@ class App:
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._flush_lock = asyncio.Lock()
+        self.flush_barrier: Any = None  # bot.webhook.FlushBarrier in webhook mode
         self.bot_username: str | None = None
 
         self.chat_config.on_change = self._settings_changed
@@ -221,7 +222,10 @@ class App:
 
     async def flush(self) -> None:
         """Write every buffer (plugins, member directory, processed ids) in one transaction."""
-        async with self._flush_lock:
+        # Webhook mode sets a barrier: no update is half-processed while the buffers are written.
+        barrier = self.flush_barrier
+        async with barrier.exclusive() if barrier is not None else contextlib.nullcontext(), self._flush_lock:
+            self.updates.snapshot()
 
             async def tx() -> None:
                 async with self.db() as session, session.begin():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import hmac
 import json
@@ -38,7 +39,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -81,6 +82,57 @@ def is_db_outage(exc: BaseException) -> bool:
         return True
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and isinstance(cause, ConnectionError | OSError)
+
+
+_IN_FEED: contextvars.ContextVar[bool] = contextvars.ContextVar("qunbot_in_feed", default=False)
+
+
+class FlushBarrier:
+    """Updates are processed concurrently, but never while a flush writes the buffers: a flush waits for
+    the updates in progress to finish and holds new ones back, so every transaction holds whole updates
+    (their buffered effects together with their processed ids). A flush started from inside an update
+    (a plugin flushing before it reads) does not wait for itself; a stuck update stops being waited for
+    after ``max_wait`` seconds."""
+
+    def __init__(self, max_wait: float = 2.0) -> None:
+        self.max_wait = max_wait
+        self._feeding = 0
+        self._flushing = 0
+        self._no_feeds = asyncio.Event()
+        self._no_feeds.set()
+        self._no_flush = asyncio.Event()
+        self._no_flush.set()
+
+    @contextlib.asynccontextmanager
+    async def feed(self) -> AsyncIterator[None]:
+        while self._flushing:
+            await self._no_flush.wait()
+        self._feeding += 1
+        self._no_feeds.clear()
+        token = _IN_FEED.set(True)
+        try:
+            yield
+        finally:
+            _IN_FEED.reset(token)
+            self._feeding -= 1
+            if not self._feeding:
+                self._no_feeds.set()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        if _IN_FEED.get():
+            yield
+            return
+        self._flushing += 1
+        self._no_flush.clear()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_feeds.wait(), timeout=self.max_wait)
+            yield
+        finally:
+            self._flushing -= 1
+            if not self._flushing:
+                self._no_flush.set()
 
 
 class GroupCommit:
@@ -137,6 +189,8 @@ class WebhookServer:
         self.order_timeout = order_timeout
         self.distributed = app.shared.distributed
         self.commit = GroupCommit(app.flush, commit_interval)
+        self.barrier = FlushBarrier()
+        app.flush_barrier = self.barrier
         self.stopping = False
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -146,6 +200,7 @@ class WebhookServer:
                                       "duplicate": 0, "unavailable": 0}
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.worker_id = f"{os.getpid()}-{id(self):x}"
 
     # ---- the HTTP side -------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -173,7 +228,8 @@ class WebhookServer:
 
     async def health(self, request: web.Request) -> web.Response:
         leader = self.app.leadership.is_leader if self.app.leadership is not None else True
-        return web.json_response({"ok": not self.stopping, "leader": leader, "in_flight": self.in_flight,
+        return web.json_response({"ok": not self.stopping, "pid": os.getpid(), "worker": self.worker_id,
+                                  "leader": leader, "in_flight": self.in_flight,
                                   "pending_sends": self.app.sender.pending, **self.stats},
                                  status=503 if self.stopping else 200)
 
@@ -257,7 +313,8 @@ class WebhookServer:
             if self.distributed and not ledger.seen(uid) and await ledger.is_committed(uid):
                 self.stats["duplicate"] += 1
                 return False
-            await app.feed(update)
+            async with self.barrier.feed():
+                await app.feed(update)
             failure = ledger.failures.pop(uid, None)
             # Abandoned: a plugin bug is given up (as in polling); a database outage is retried.
             if failure is not None and not ledger.seen(uid) and self._should_retry(uid, failure):

@@ -79,6 +79,11 @@ class UpdateLedger:
     def unflushed(self) -> int:
         return len(self._unflushed)
 
+    def snapshot(self) -> None:
+        """A flush starts: the ids finished so far belong to it (and fail with it)."""
+        self._flushing.extend(self._unflushed)
+        self._unflushed = []
+
     async def flush(self, session: AsyncSession) -> None:
         # Ids of an earlier attempt that did not commit (a retried transaction) are written again.
         self._flushing.extend(self._unflushed)
