@@ -1,0 +1,157 @@
+"""Cost of a 签到 and of the activity flush, on a database with history (a measuring script, not a test).
+
+    .venv/bin/python -m plugins.checkin.bench [--members 200] [--history 100] [--rounds 20]
+
+Seeds ``--members`` members in one chat, each with ``--history`` ledger rows (days of activity), then:
+
+- ``checkin_service``: ``service.check_in`` for every member (a first 签到 of the day), timed;
+- ``checkin_update``: a 签到 message through the whole pipeline (``app.feed``: dispatcher, command
+  table, reply queued), the next day, timed;
+- ``already``: a second 签到 the same day (service call);
+- ``flush``: ``--rounds`` times, 100 buffered activity awards (100 members) written by the core batch
+  transaction (``app.flush()``: credit_many, level-up checks, commit), timed.
+
+Figures are per call in ms (median, p90, max). The machine is shared: compare ratios between runs.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CHAT = -1001000000001
+TOKEN = "123456:BENCH-token-not-real-000000000000"
+START = 1_795_000_000  # 2026-11-18 ~15:06 Asia/Shanghai
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median_ms": round(statistics.median(ordered) * 1000, 3),
+        "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "n": len(ordered),
+    }
+
+
+async def run(members: int, history: int, rounds: int) -> dict[str, Any]:
+    from aiogram.types import Update
+
+    from bot.app import App
+    from bot.clock import FakeClock
+    from bot.db import Base
+    from bot.emulator.session import EmulatorSession
+    from bot.emulator.world import World
+    from bot.services.points import Credit
+    from bot.settings import load_settings
+    from plugins.checkin import service
+    from plugins.checkin.activity import CheckinRuntime
+    from plugins.checkin.levels import local_day
+
+    users = [200_000 + i for i in range(members)]
+    with tempfile.TemporaryDirectory(prefix="qunbot-checkin-bench-") as tmp:
+        clock = FakeClock(START)
+        world = World(token=TOKEN, clock=clock.time)
+        world.add_chat(CHAT, "品牌粉丝群")
+        for uid in users:
+            world.add_user(uid, f"粉丝{uid % 1000}", username=f"fan{uid}")
+            world.set_member(CHAT, uid, "member")
+        settings = load_settings(data={
+            "telegram": {"token": TOKEN, "rate_global_per_second": 100000, "rate_chat_per_minute": 100000},
+            "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"},
+            "bot": {"owners": [1], "timezone": "Asia/Shanghai"},
+        })
+        app = App(settings, session=EmulatorSession(world), clock=clock, plugins=["checkin"])
+        async with app.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        await app.start(background=False)
+        cfg = await app.chat_config.get(CHAT, "checkin")
+        chat = await app.chat_config.chat(CHAT)
+        tz = chat.tz
+
+        # History: ``history`` activity rows per member, written in big batches.
+        t0 = time.perf_counter()
+        batch: list[Credit] = []
+        for day in range(history):
+            for uid in users:
+                batch.append(Credit(CHAT, uid, 1, service.R_ACTIVITY, f"hist:{uid}:{day}"))
+            if len(batch) >= 20_000:
+                async with app.db() as s, s.begin():
+                    await app.points.credit_many(s, batch)
+                batch = []
+        if batch:
+            async with app.db() as s, s.begin():
+                await app.points.credit_many(s, batch)
+        result: dict[str, Any] = {"members": members, "history_rows_per_member": history,
+                                  "seed_s": round(time.perf_counter() - t0, 1)}
+
+        times: list[float] = []
+        for uid in users:
+            t0 = time.perf_counter()
+            r = await service.check_in(app, cfg, CHAT, uid, tz=tz, message_id=1)
+            times.append(time.perf_counter() - t0)
+            assert r.status == "ok", r.status
+        result["checkin_service"] = stats(times)
+
+        times = []
+        for uid in users:
+            t0 = time.perf_counter()
+            r = await service.check_in(app, cfg, CHAT, uid, tz=tz, message_id=2)
+            times.append(time.perf_counter() - t0)
+            assert r.status == "already", r.status
+        result["already"] = stats(times)
+
+        clock.advance(86_400)
+        times = []
+        for index, uid in enumerate(users):
+            raw = {"update_id": 10_000 + index, "message": {
+                "message_id": 10_000 + index, "date": int(clock.time()),
+                "chat": {"id": CHAT, "type": "supergroup", "title": "品牌粉丝群"},
+                "from": {"id": uid, "is_bot": False, "first_name": f"粉丝{uid % 1000}"}, "text": "签到"}}
+            update = Update.model_validate(raw, context={"bot": app.bot})
+            t0 = time.perf_counter()
+            await app.feed(update)
+            times.append(time.perf_counter() - t0)
+        result["checkin_update"] = stats(times)
+        await app.flush()
+        await app.sender.drain(60)
+
+        runtime: CheckinRuntime = app.runtime("checkin")
+        times = []
+        for round_no in range(rounds):
+            clock.advance(120)
+            now = clock.time()
+            day = local_day(clock.now(), tz)
+            for uid in users[:100]:
+                assert runtime.note_message(CHAT, uid, f"第{round_no}轮发言内容{uid}", now, day, cfg)
+            t0 = time.perf_counter()
+            await app.flush()
+            times.append(time.perf_counter() - t0)
+            assert not runtime.pending
+        result["flush_100"] = stats(times)
+        await app.sender.drain(60)
+        await app.stop()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, default=200)
+    parser.add_argument("--history", type=int, default=100, help="ledger rows per member before the run")
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    json.dump(asyncio.run(run(args.members, args.history, args.rounds)), sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
