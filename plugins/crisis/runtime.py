@@ -333,20 +333,27 @@ class CrisisRuntime:
             if not r.duplicate and (r.weights or r.negative):
                 inc.note(r)
 
-    async def _open(self, chat_id: int, cfg: CrisisConfig, snap: Snapshot, level: int, trigger: str) -> None:
+    async def _open(
+        self, chat_id: int, cfg: CrisisConfig, snap: Snapshot, level: int, trigger: str, *, actor_id: int | None = None,
+    ) -> None:
         sig = self.signal(chat_id)
         now = self.now()
         detail = {"score": snap.score, "members": snap.risk_members, "messages": snap.messages}
         try:
             async with self.app.db() as s, s.begin():
                 row = await service.open_incident(s, chat_id, sig.title, level, trigger, now, score=snap.score,
-                                                  detail=detail)
+                                                  detail=detail, actor_id=actor_id)
+                if actor_id is not None:  # a manual escalation pins the level
+                    row.floor_level = level
+                    await service.add_timeline(s, row.id, now, "action", level=level, actor_id=actor_id,
+                                               detail={"action": "escalate"})
                 inc = self._from_row(row)
                 self._seed(inc, sig)
                 inc.evidence = render.evidence_rows(snap.evidence)
                 service.store_aggregates(row, messages=inc.messages, members=inc.members, keywords=inc.keywords,
                                          evidence=inc.evidence, peak_score=snap.score, now=now)
-                outbox = await self._announce(s, inc, cfg, snap, level, None)
+                inc.state.floor = row.floor_level
+                outbox = await self._announce(s, inc, cfg, snap, level, None, actor_id=actor_id)
         except IntegrityError:
             # Another process opened one (or memory was lost): adopt it.
             async with self.app.db() as s:
@@ -531,18 +538,8 @@ class CrisisRuntime:
             now = self.app.clock.time()
             snap = sig.snapshot(now, p, cfg.evidence_messages)
             if inc is None:
-                await self._open(chat_id, cfg, snap, 2, "manual")
-                inc = self.incidents.get(chat_id)
-                if inc is None:
-                    return "none", None
-                async with self.app.db() as s, s.begin():
-                    row = await service.get_incident(s, inc.id)
-                    if row is not None:
-                        row.floor_level = 2
-                        await service.add_timeline(s, inc.id, self.now(), "action", level=2, actor_id=user_id,
-                                                   detail={"action": "escalate"})
-                inc.state.floor = 2
-                return "ok", 2
+                await self._open(chat_id, cfg, snap, 2, "manual", actor_id=user_id)
+                return ("ok", 2) if chat_id in self.incidents else ("none", None)
             if inc.state.level == 1:
                 return "top", 1
             level = inc.state.level - 1

@@ -16,12 +16,9 @@ CRISES = [e for e in EPISODES if e.expect in ("1", "2")]
 
 
 @pytest.fixture(scope="module")
-def nlp() -> Any:
-    from bot.nlp import NlpService
-
-    service = NlpService()
-    service.warm_up()
-    return service
+def nlp(shared_nlp: Any) -> Any:
+    shared_nlp.warm_up()  # jieba is needed for the negation checks: build it once for the run
+    return shared_nlp
 
 
 def test_corpus_shape() -> None:

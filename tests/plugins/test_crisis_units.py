@@ -17,12 +17,9 @@ T0 = 1_795_000_000.0
 
 
 @pytest.fixture(scope="module")
-def nlp() -> Any:
-    from bot.nlp import NlpService
-
-    service = NlpService()
-    service.warm_up()
-    return service
+def nlp(shared_nlp: Any) -> Any:
+    shared_nlp.warm_up()  # jieba is needed for the negation checks: build it once for the run
+    return shared_nlp
 
 
 @pytest.fixture(scope="module")
