@@ -108,6 +108,7 @@ async def measure(kind: str, n: int, seed: int) -> dict[str, Any]:
                 if time.perf_counter() - t0 > 900:
                     raise RuntimeError(f"{kind} bot did not finish in 900 s")
             elapsed = time.perf_counter() - t0
+            peak_rss_mb = _peak_rss_mb(proc.pid)
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
@@ -118,7 +119,18 @@ async def measure(kind: str, n: int, seed: int) -> dict[str, Any]:
         await server.close()
     sends = len(world.calls_of("sendMessage"))
     return {"kind": kind, "n": n, "seconds": round(elapsed, 3), "updates_per_s": round(n / elapsed, 1),
-            "bot_sendMessage_calls": sends}
+            "bot_sendMessage_calls": sends, "peak_rss_mb": peak_rss_mb}
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """The bot process's own peak RSS (VmHWM), without the emulator and the traffic it holds."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 async def orchestrate(n: int, seed: int) -> dict[str, Any]:

@@ -111,11 +111,12 @@ def render(r: dict[str, Any], *, smoke: bool) -> str:
     lines += [
         "## End to end (getUpdates over HTTP from the local Bot API emulator, bot in its own process)",
         "",
-        "| bot | updates/s | seconds |",
-        "|---|---|---|",
+        "| bot | updates/s | seconds | bot process peak RSS MB |",
+        "|---|---|---|---|",
         f"| minimal aiogram bot (start_polling, no-op handler) | {e2e['baseline']['updates_per_s']} | "
-        f"{e2e['baseline']['seconds']} |",
-        f"| qunbot, all plugins | {e2e['qunbot']['updates_per_s']} | {e2e['qunbot']['seconds']} |",
+        f"{e2e['baseline']['seconds']} | {e2e['baseline'].get('peak_rss_mb')} |",
+        f"| qunbot, all plugins | {e2e['qunbot']['updates_per_s']} | {e2e['qunbot']['seconds']} | "
+        f"{e2e['qunbot'].get('peak_rss_mb')} |",
         "",
         f"**qunbot / baseline = {e2e['ratio']}** (target: qunbot ≥ 1,000 updates/s)",
         "",
