@@ -448,3 +448,17 @@ async def test_an_english_chat_gets_english_alerts(make_harness: Any) -> None:
     assert "Crisis alert" in alert["text"] and "Level 2 (1 highest, 3 lowest)" in alert["text"]
     await h.say(GROUP, ADMIN, "/crisis status")
     assert "Crisis monitor" in h.last_text(GROUP)
+
+
+async def test_admins_extend_the_lexicon_per_chat(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.say(GROUP, member(0), "这里面有黑幕")
+    assert h.app.runtime("crisis").signals[GROUP].records[-1].weights == {}
+    await h.say(GROUP, ADMIN, '/set crisis.extra_words {"fraud": ["黑幕"]}')
+    assert "已更新" in h.last_text(GROUP)
+    await h.say(GROUP, member(1), "這裡面有黑幕")  # traditional script, normalized like the words
+    assert "fraud" in h.app.runtime("crisis").signals[GROUP].records[-1].weights
+    await h.say(OTHER_GROUP, ALICE, "这里面有黑幕")  # other chats keep their lexicon
+    assert h.app.runtime("crisis").signals[OTHER_GROUP].records[-1].weights == {}
+    await h.say(GROUP, ADMIN, "/set crisis.level2_down 99")  # invalid: must stay below level2_score
+    assert "设置无效" in h.last_text(GROUP)
