@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.services.events import CrisisChanged
@@ -23,8 +24,8 @@ ORDINARY = [
 CRISIS_CONFIG: dict[str, Any] = {"plugins": {"crisis": {}}}
 
 
-async def start(make_harness: Any, members: int = 12, **crisis: Any) -> Harness:
-    h: Harness = await make_harness(plugins=["crisis"], config={"plugins": {"crisis": crisis}})
+async def start(make_harness: Any, members: int = 12, transport: str = "memory", **crisis: Any) -> Harness:
+    h: Harness = await make_harness(plugins=["crisis"], config={"plugins": {"crisis": crisis}}, transport=transport)
     for i in range(members):
         uid = 2001 + i
         h.world.add_user(uid, f"会员{i + 1}")
@@ -91,8 +92,9 @@ def buttons(message: dict[str, Any]) -> list[str]:
 
 
 # ---- the done-when scenarios ----------------------------------------------------------------------
-async def test_six_angry_members_within_a_minute_alert_the_log_chat(make_harness: Any) -> None:
-    h = await start(make_harness)
+@pytest.mark.parametrize("transport", ["memory", "http"])
+async def test_six_angry_members_within_a_minute_alert_the_log_chat(make_harness: Any, transport: str) -> None:
+    h = await start(make_harness, transport=transport)
     seen = events(h)
     await pile_on(h, 6, spacing=8)
     alerts = log_messages(h)
@@ -108,8 +110,9 @@ async def test_six_angry_members_within_a_minute_alert_the_log_chat(make_harness
     assert h.texts(GROUP) == []  # nothing said in the group itself
 
 
-async def test_twenty_ordinary_messages_produce_no_alert(make_harness: Any) -> None:
-    h = await start(make_harness)
+@pytest.mark.parametrize("transport", ["memory", "http"])
+async def test_twenty_ordinary_messages_produce_no_alert(make_harness: Any, transport: str) -> None:
+    h = await start(make_harness, transport=transport)
     for i, text in enumerate(ORDINARY):
         await h.say(GROUP, member(i % 12), text)
         await h.advance(3)
