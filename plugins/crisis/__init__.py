@@ -30,6 +30,8 @@ plugin = Plugin(
     on_shutdown=handlers.on_shutdown,
     flush=handlers.flush,
     order=200,
+    # Negation checks near risk words need jieba: load it at start, never on a member's message.
+    uses_nlp=True,
     settings_keys={
         "restrict": N_("一级时限制发言（off/media/all）"),
         "holding_statement": N_("一级时发布安抚声明"),
