@@ -420,7 +420,7 @@ class RedisShared(SharedState):
         self.local = MemoryShared(rate_share=1.0 / max(1, workers))
         self.client: Any = aioredis.from_url(
             url, decode_responses=True, socket_connect_timeout=connect_timeout, socket_timeout=op_timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0,
+            retry=Retry(NoBackoff(), 1), health_check_interval=0,
         )
         self._scripts = {name: self.client.register_script(src) for name, src in (
             ("hit", _HIT), ("incr", _INCR), ("rolling_add", _ROLLING_ADD), ("reserve", _RESERVE),
@@ -434,6 +434,7 @@ class RedisShared(SharedState):
         self._background: set[asyncio.Task[Any]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
+        self._orphans: dict[str, str] = {}
 
     def k(self, key: str) -> str:
         return self.prefix + key
@@ -457,6 +458,8 @@ class RedisShared(SharedState):
             log.warning("Redis is reachable again: shared limits and locks restored")
             # Invalidation messages sent meanwhile were lost: drop every cache once.
             self.local.deliver_all()
+            if self._orphans:
+                self._soon(self._release_orphans())
 
     async def _guard(self, remote: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -649,8 +652,21 @@ class RedisShared(SharedState):
                 if renew is not None:
                     renew.cancel()
                 if token is not None:
-                    await self._guard(lambda: self._scripts["unlock"](keys=[self.k("lock:" + key)], args=[token]),
-                                      _nothing)
+                    await self._unlock(self.k("lock:" + key), token)
+
+    async def _unlock(self, name: str, token: str) -> None:
+        async def failed() -> str:
+            return "failed"
+
+        result = await self._guard(lambda: self._scripts["unlock"](keys=[name], args=[token]), failed)
+        if result == "failed":
+            # Redis went away while we held it: release it when Redis is back, not after its TTL.
+            self._orphans[name] = token
+
+    async def _release_orphans(self) -> None:
+        orphans, self._orphans = self._orphans, {}
+        for name, token in orphans.items():
+            await self._unlock(name, token)
 
     async def _acquire(self, key: str, ttl: float) -> str | None:
         token = f"{self._me}:{next(self._seq)}"

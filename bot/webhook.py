@@ -15,8 +15,9 @@
    so Telegram's redelivery processes them again;
 5. with several workers, waits (at most ``order_timeout``) until this worker's replies to that chat
    went out, so the next update of the chat, maybe on another worker, answers after them;
-6. answers 200 (empty body). An update whose processing failed on a database outage answers 500 (up
-   to 5 times, then it is given up like the polling loop does); a shutting-down worker answers 503.
+6. answers 200 (empty body). An update whose processing failed on a database outage answers 500 (for
+   up to 10 minutes, then it is given up like the polling loop does); a plugin's bug is not retried; a
+   shutting-down worker answers 503.
 
 ``--workers N`` forks N such processes sharing the port with SO_REUSEPORT (a small supervisor restarts a
 worker that dies); N > 1 needs PostgreSQL and ``[redis] url``. See docs/scale.md.
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_BODY = 1024 * 1024  # Telegram's updates are a few KB
-MAX_ATTEMPTS = 5  # an update failing on a database error is retried this often, then given up
+GIVE_UP_AFTER = 600.0  # an update failing on database errors is retried (by Telegram) this long, then given up
 MIGRATION_LOCK = 7_311_042  # pg_advisory_lock key: one worker migrates at a time
 
 
@@ -195,7 +196,7 @@ class WebhookServer:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._attempts: OrderedDict[int, int] = OrderedDict()
+        self._first_failure: OrderedDict[int, float] = OrderedDict()
         self.stats: dict[str, int] = {"accepted": 0, "unauthorized": 0, "bad_request": 0, "failed": 0,
                                       "duplicate": 0, "unavailable": 0}
         self.runner: web.AppRunner | None = None
@@ -282,7 +283,7 @@ class WebhookServer:
             self.stats["failed"] += 1
             return web.Response(status=500, text="retry")
         self.stats["accepted"] += 1
-        self._attempts.pop(update_id, None)
+        self._first_failure.pop(update_id, None)
         return web.Response(status=200)
 
     def _should_retry(self, update_id: int, exc: BaseException) -> bool:
@@ -290,13 +291,12 @@ class WebhookServer:
 
         if not (is_db_outage(exc) or isinstance(exc, LockTimeout) or _is_commit_failure(exc)):
             return False
-        attempts = self._attempts.get(update_id, 0) + 1
-        self._attempts[update_id] = attempts
-        self._attempts.move_to_end(update_id)
-        while len(self._attempts) > 10_000:
-            self._attempts.popitem(last=False)
-        if attempts >= MAX_ATTEMPTS:
-            log.error("update %s failed %d times on database errors; giving it up", update_id, attempts)
+        now = time.monotonic()
+        first = self._first_failure.setdefault(update_id, now)
+        while len(self._first_failure) > 10_000:
+            self._first_failure.popitem(last=False)
+        if now - first > GIVE_UP_AFTER:
+            log.error("update %s failed on database errors for %.0f s; giving it up", update_id, now - first)
             return False
         return True
 

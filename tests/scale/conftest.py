@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -29,22 +29,22 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def redis_prefix() -> AsyncIterator[tuple[str, str]]:
+def redis_prefix() -> Iterator[tuple[str, str]]:
     """(url, prefix): every key this test makes is under the prefix and deleted afterwards."""
     url = redis_url()
     if url is None:
         pytest.skip("no Redis server on 127.0.0.1:6379")
     prefix = f"qunbot-test-{uuid.uuid4().hex[:10]}:"
     yield url, prefix
-    import redis.asyncio as aioredis
+    import redis
 
-    client: Any = aioredis.from_url(url)
+    client: Any = redis.Redis.from_url(url)
     try:
-        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
         if keys:
-            await client.delete(*keys)
+            client.delete(*keys)
     finally:
-        await client.aclose()
+        client.close()
 
 
 @pytest.fixture
