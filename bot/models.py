@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db import AutoId, Base, UTCDateTime
@@ -133,3 +133,6 @@ class PointsBalance(Base):
     pool: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Points earned since the last reset (``bot.services.points.NOT_EARNED_REASONS`` left out), kept
+    # by PointsService in the same statement as ``balance``; unclamped (may go below zero).
+    earned: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

@@ -4,6 +4,12 @@ Every change carries a ``reference`` unique within its pool, so a redelivered up
 never pays twice. A debit is a conditional UPDATE (``balance + delta >= 0``), atomic on SQLite and
 PostgreSQL alike, so concurrent spends can never overdraw. Pools: points are per chat unless ops put
 chats into a shared pool (``[points] pools``).
+
+Each balance row also keeps ``earned``: the sum of the pool's entries for that member since their
+last reset (reason in ``RESET_REASONS``), spending and refunds (``NOT_EARNED_REASONS``) left out,
+unclamped. It is what levels are computed from (the checkin plugin), kept by every write here in the
+same statement as the balance, so reading it is O(1) instead of a sum over the member's history.
+The rule is by reason, so every caller keeps it exact without doing anything.
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy import String, cast, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +33,42 @@ from bot.db import retry_locked, upsert
 from bot.models import PointsBalance, PointsEntry
 
 MAX_DELTA = 10**9
+# Spending, refunds of spending and resets do not count as "earned"; a reset restarts the count.
+NOT_EARNED_REASONS = frozenset({"redeem", "refund", "reset"})
+RESET_REASONS = frozenset({"reset"})
+
+
+@dataclass(frozen=True)
+class _CreditSql:
+    """``PointsService.credit``'s statements, built once per dialect (executed with parameter dicts)."""
+
+    entry: Any  # INSERT the ledger row unless its reference is in the pool, RETURNING its id
+    earning: Any  # upsert the balance, earned += delta, RETURNING (balance, earned)
+    spending: Any  # upsert the balance, earned unchanged
+    reset: Any  # upsert the balance, earned = 0
+
+
+def _credit_sql(dialect_insert: Any) -> _CreditSql:
+    ledger, balances = PointsEntry.__table__, PointsBalance.__table__
+
+    def upsert_balance(earned: str) -> Any:
+        ins = dialect_insert(balances)
+        values: dict[str, Any] = {"balance": balances.c.balance + ins.excluded.balance}
+        if earned == "add":
+            values["earned"] = balances.c.earned + ins.excluded.earned
+        elif earned == "zero":
+            values["earned"] = 0
+        return ins.on_conflict_do_update(index_elements=["pool", "user_id"], set_=values).returning(
+            balances.c.balance, balances.c.earned)
+
+    return _CreditSql(
+        entry=dialect_insert(ledger).on_conflict_do_nothing(index_elements=["pool", "reference"])
+        .returning(ledger.c.id),
+        earning=upsert_balance("add"), spending=upsert_balance("keep"), reset=upsert_balance("zero"),
+    )
+
+
+_CREDIT_SQL = MappingProxyType({"sqlite": _credit_sql(sqlite_insert), "postgresql": _credit_sql(postgresql_insert)})
 
 
 class InsufficientPoints(Exception):
@@ -37,6 +83,7 @@ class PointsResult:
     applied: bool  # False: this reference was already in the ledger (nothing changed)
     balance: int
     delta: int
+    earned: int = 0  # PointsBalance.earned after the change (unclamped; see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -99,7 +146,9 @@ class PointsService:
                 except IntegrityError:
                     pass
             # The reference is already in the ledger: the change was made before.
-            return PointsResult(False, await self.balance(chat_id, user_id), 0)
+            async with self._db() as s:
+                balance, earned = await self._balance_row(s, self.pool_for(chat_id), user_id)
+            return PointsResult(False, balance, 0, earned)
 
         return await retry_locked(tx)
 
@@ -120,16 +169,21 @@ class PointsService:
             select(PointsEntry.id).where(PointsEntry.pool == pool, PointsEntry.reference == reference)
         )
         if exists is not None:
-            return PointsResult(False, await self._balance(s, pool, user_id), 0)
+            balance, earned = await self._balance_row(s, pool, user_id)
+            return PointsResult(False, balance, 0, earned)
         if await s.get(PointsBalance, (pool, user_id)) is None:
             s.add(PointsBalance(pool=pool, user_id=user_id, balance=0))
             await s.flush()
         cond = [PointsBalance.pool == pool, PointsBalance.user_id == user_id]
         if delta < 0 and not allow_negative:
             cond.append(PointsBalance.balance + delta >= 0)
+        values: dict[str, Any] = {"balance": PointsBalance.balance + delta}
+        if reason in RESET_REASONS:
+            values["earned"] = 0
+        elif reason not in NOT_EARNED_REASONS:
+            values["earned"] = PointsBalance.earned + delta
         result = await s.execute(
-            update(PointsBalance).where(*cond).values(balance=PointsBalance.balance + delta)
-            .execution_options(synchronize_session=False)
+            update(PointsBalance).where(*cond).values(**values).execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             balance = await self._balance(s, pool, user_id)
@@ -141,7 +195,45 @@ class PointsService:
             )
         )
         await s.flush()
-        return PointsResult(True, await self._balance(s, pool, user_id), delta)
+        balance, earned = await self._balance_row(s, pool, user_id)
+        return PointsResult(True, balance, delta, earned)
+
+    async def credit(
+        self,
+        session: AsyncSession,
+        chat_id: int,
+        user_id: int,
+        delta: int,
+        reason: str,
+        reference: str,
+        *,
+        note: str | None = None,
+        actor_id: int | None = None,
+    ) -> PointsResult:
+        """One credit (``delta >= 0``) in the caller's transaction, in two statements (a hot path such
+        as a check-in): the ledger row (``ON CONFLICT DO NOTHING``: a reference already in the pool
+        changes nothing and returns ``applied=False``), then the balance upsert returning the new
+        balance and earned total. Same semantics as ``change(session=...)`` for a credit.
+        """
+        if not isinstance(delta, int) or delta < 0 or delta > MAX_DELTA:
+            raise ValueError(f"credit takes an integer within 0..{MAX_DELTA}")
+        pool = self.pool_for(chat_id)
+        bind = session.bind
+        sql = _CREDIT_SQL["postgresql" if bind is not None and bind.dialect.name == "postgresql" else "sqlite"]
+        entry = {"pool": pool, "chat_id": chat_id, "user_id": user_id, "delta": delta, "reason": reason,
+                 "reference": reference, "note": note, "actor_id": actor_id, "created_at": self._clock.now()}
+        if (await session.execute(sql.entry, entry)).scalar() is None:
+            balance, earned = await self._balance_row(session, pool, user_id)
+            return PointsResult(False, balance, 0, earned)
+        if reason in RESET_REASONS:
+            stmt, gained = sql.reset, 0
+        elif reason in NOT_EARNED_REASONS:
+            stmt, gained = sql.spending, 0
+        else:
+            stmt, gained = sql.earning, delta
+        params = {"pool": pool, "user_id": user_id, "balance": delta, "earned": gained}
+        balance, earned = (await session.execute(stmt, params)).one()
+        return PointsResult(True, int(balance), delta, int(earned))
 
     async def credit_many(self, session: AsyncSession, credits: Sequence[Credit]) -> list[Credit]:
         """Apply many credits in the caller's transaction (a plugin ``flush``): few statements, no commit.
@@ -159,6 +251,9 @@ class PointsService:
         applied: list[Credit] = []
         rows: list[dict[str, object]] = []
         totals: dict[tuple[str, int], int] = defaultdict(int)
+        earned: dict[tuple[str, int], int] = defaultdict(int)
+        # Members with a reset in this batch: their earned total after it (set, not added).
+        earned_reset: dict[tuple[str, int], int] = {}
         now = self._clock.now()
         for pool, items in by_pool.items():
             refs = list(items)
@@ -178,13 +273,49 @@ class PointsService:
                     "pool": pool, "chat_id": c.chat_id, "user_id": c.user_id, "delta": c.delta, "reason": c.reason,
                     "reference": ref, "note": c.note, "actor_id": None, "created_at": c.at or now,
                 })
-                totals[(pool, c.user_id)] += c.delta
+                key = (pool, c.user_id)
+                totals[key] += c.delta
+                if c.reason in RESET_REASONS:
+                    earned_reset[key] = 0
+                elif c.reason not in NOT_EARNED_REASONS:
+                    if key in earned_reset:
+                        earned_reset[key] += c.delta
+                    else:
+                        earned[key] += c.delta
         if not rows:
             return applied
-        await upsert(session, PointsBalance, [{"pool": p, "user_id": u, "balance": d} for (p, u), d in totals.items()],
-                     ["pool", "user_id"], increment=["balance"])
+        await upsert(session, PointsBalance,
+                     [{"pool": p, "user_id": u, "balance": d, "earned": earned.get((p, u), 0)}
+                      for (p, u), d in totals.items()],
+                     ["pool", "user_id"], increment=["balance", "earned"])
+        for (pool, user_id), value in earned_reset.items():
+            await session.execute(
+                update(PointsBalance).where(PointsBalance.pool == pool, PointsBalance.user_id == user_id)
+                .values(earned=value).execution_options(synchronize_session=False)
+            )
         await session.execute(insert(PointsEntry), rows)
         return applied
+
+    async def earned_totals(self, session: AsyncSession, chat_id: int, user_ids: Collection[int]) -> dict[int, int]:
+        """``PointsBalance.earned`` of each member of the chat's pool (0 without a balance row), unclamped."""
+        ids = sorted(set(user_ids))
+        out = dict.fromkeys(ids, 0)
+        pool = self.pool_for(chat_id)
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            rows = await session.execute(
+                select(PointsBalance.user_id, PointsBalance.earned)
+                .where(PointsBalance.pool == pool, PointsBalance.user_id.in_(ids[start:start + 500]))
+            )
+            for uid, value in rows.all():
+                out[int(uid)] = int(value)
+        return out
+
+    async def _balance_row(self, s: AsyncSession, pool: str, user_id: int) -> tuple[int, int]:
+        row = (await s.execute(
+            select(PointsBalance.balance, PointsBalance.earned)
+            .where(PointsBalance.pool == pool, PointsBalance.user_id == user_id)
+        )).first()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     async def _balance(self, s: AsyncSession, pool: str, user_id: int) -> int:
         value = await s.scalar(

@@ -57,6 +57,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_checkin_days_chat_day", ["chat_id", "day"], unique=False)
 
     op.create_table(
+        "checkin_day_counts",
+        sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("chat_id", "day", name=op.f("pk_checkin_day_counts")),
+    )
+    op.create_table(
         "checkin_badges",
         sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("user_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -151,8 +158,49 @@ def upgrade() -> None:
     with op.batch_alter_table("checkin_invites", schema=None) as batch_op:
         batch_op.create_index("ix_checkin_invites_chat_inviter", ["chat_id", "inviter_id", "status"], unique=False)
 
+    # Levels read a running "earned since the last reset" total kept by the core PointsService next to
+    # the balance (bot.services.points.NOT_EARNED_REASONS / RESET_REASONS), instead of summing the
+    # member's ledger on every check-in and flush. Filled here from the ledger for existing rows.
+    with op.batch_alter_table("core_points_balances", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("earned", sa.BigInteger(), server_default=sa.text("0"), nullable=False))
+    _backfill()
+
+
+def _backfill() -> None:
+    """``earned`` from the ledger, and the per-day check-in counts from ``checkin_days`` (both no-ops on
+    an empty database)."""
+    balances = sa.table("core_points_balances", sa.column("pool", sa.String()), sa.column("user_id", sa.BigInteger()),
+                        sa.column("earned", sa.BigInteger()))
+    ledger = sa.table("core_points_ledger", sa.column("id", sa.BigInteger()), sa.column("pool", sa.String()),
+                      sa.column("user_id", sa.BigInteger()), sa.column("delta", sa.BigInteger()),
+                      sa.column("reason", sa.String()))
+    resets = ledger.alias("r")
+    last_reset = (
+        sa.select(sa.func.coalesce(sa.func.max(resets.c.id), 0))
+        .where(resets.c.pool == ledger.c.pool, resets.c.user_id == ledger.c.user_id, resets.c.reason == "reset")
+        .scalar_subquery()
+    )
+    total = (
+        sa.select(sa.func.coalesce(sa.func.sum(ledger.c.delta), 0))
+        .where(ledger.c.pool == balances.c.pool, ledger.c.user_id == balances.c.user_id,
+               ledger.c.reason.not_in(("redeem", "refund", "reset")), ledger.c.id > last_reset)
+        .scalar_subquery()
+    )
+    op.execute(balances.update().values(earned=total))
+    days = sa.table("checkin_days", sa.column("chat_id", sa.BigInteger()), sa.column("day", sa.Date()),
+                    sa.column("made_up", sa.Boolean()))
+    counts = sa.table("checkin_day_counts", sa.column("chat_id", sa.BigInteger()), sa.column("day", sa.Date()),
+                      sa.column("count", sa.Integer()))
+    op.execute(counts.insert().from_select(
+        ["chat_id", "day", "count"],
+        sa.select(days.c.chat_id, days.c.day, sa.func.count()).where(days.c.made_up == sa.false())
+        .group_by(days.c.chat_id, days.c.day),
+    ))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("core_points_balances", schema=None) as batch_op:
+        batch_op.drop_column("earned")
     with op.batch_alter_table("checkin_invites", schema=None) as batch_op:
         batch_op.drop_index("ix_checkin_invites_chat_inviter")
     op.drop_table("checkin_invites")
@@ -165,6 +213,7 @@ def downgrade() -> None:
     op.drop_table("checkin_coupon_codes")
     op.drop_table("checkin_shop_items")
     op.drop_table("checkin_badges")
+    op.drop_table("checkin_day_counts")
     with op.batch_alter_table("checkin_days", schema=None) as batch_op:
         batch_op.drop_index("ix_checkin_days_chat_day")
     op.drop_table("checkin_days")

@@ -72,6 +72,16 @@ class CheckinDay(Base):
     )
 
 
+class CheckinDayCount(Base):
+    """Real (not made-up) check-ins per chat per local day, incremented in the check-in's transaction:
+    today's rank is the new count (one upsert instead of counting the day's rows)."""
+
+    __tablename__ = "checkin_day_counts"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class CheckinBadge(Base):
     """A badge a member holds in a chat; ``count`` for repeatable ones (weekly top contributor)."""
 
