@@ -4,10 +4,11 @@
 
 Seeds ``--members`` members in one chat, each with ``--history`` ledger rows (days of activity), then:
 
-- ``checkin_service``: ``service.check_in`` for every member (a first 签到 of the day), timed;
-- ``checkin_update``: a 签到 message through the whole pipeline (``app.feed``: dispatcher, command
-  table, reply queued), the next day, timed;
+- ``checkin_service``: ``service.check_in`` for every member (their first 签到 ever: a badge too), timed;
 - ``already``: a second 签到 the same day (service call);
+- ``checkin_service_day2``: the next day's 签到 of every member (the common case: the streak goes on);
+- ``checkin_update``: a 签到 message through the whole pipeline (``app.feed``: dispatcher, command
+  table, reply queued), on day 3, timed;
 - ``flush``: ``--rounds`` times, 100 buffered activity awards (100 members) written by the core batch
   transaction (``app.flush()``: credit_many, level-up checks, commit), timed.
 
@@ -108,6 +109,15 @@ async def run(members: int, history: int, rounds: int) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
             assert r.status == "already", r.status
         result["already"] = stats(times)
+
+        clock.advance(86_400)
+        times = []
+        for uid in users:
+            t0 = time.perf_counter()
+            r = await service.check_in(app, cfg, CHAT, uid, tz=tz, message_id=3)
+            times.append(time.perf_counter() - t0)
+            assert r.status == "ok" and r.streak == 2, r
+        result["checkin_service_day2"] = stats(times)
 
         clock.advance(86_400)
         times = []

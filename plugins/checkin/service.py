@@ -11,17 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import retry_locked
-from bot.models import PointsEntry
+from bot.services.points import NOT_EARNED_REASONS
 from plugins.checkin.config import CheckinConfig
 from plugins.checkin.levels import DailyAward, LevelInfo, daily_award, level_for, local_day
-from plugins.checkin.models import CheckinBadge, CheckinDay, CheckinMember
+from plugins.checkin.models import CheckinBadge, CheckinDay, CheckinDayCount, CheckinMember
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -35,42 +39,30 @@ R_GIVE = "admin_give"
 R_TAKE = "admin_take"
 R_REDEEM = "redeem"
 R_RESET = "reset"
-# Spending is not "earning": levels and earned-points boards leave these out.
-NOT_EARNED = (R_REDEEM, "refund", R_RESET)
+# Spending is not "earning": levels and earned-points boards leave these out (the core's rule, which
+# also keeps the running total ``PointsBalance.earned``; "reset" restarts it).
+NOT_EARNED = tuple(sorted(NOT_EARNED_REASONS))
 
 
 # ---- earned points (what levels are computed from) ---------------------------------------------
 async def earned(session: AsyncSession, app: App, chat_id: int, user_ids: Iterable[int]) -> dict[int, int]:
-    """Points earned per member since their last /resetpoints, shop spending left out.
+    """Points earned per member since their last /resetpoints, shop spending left out (never below 0).
 
     Buying in the shop lowers the balance but not the level; an admin /take or a moderation
-    deduction lowers both.
+    deduction lowers both. One primary-key read of the core's running total (``PointsBalance.earned``,
+    kept by every ledger write), equal to the sum of the member's ledger rows after their last reset
+    whose reason is not in ``NOT_EARNED`` (a property test checks it).
     """
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    pool = app.points.pool_for(chat_id)
-    resets = (
-        select(PointsEntry.user_id.label("uid"), func.max(PointsEntry.id).label("rid"))
-        .where(PointsEntry.pool == pool, PointsEntry.reason == R_RESET, PointsEntry.user_id.in_(ids))
-        .group_by(PointsEntry.user_id)
-        .subquery()
-    )
-    rows = await session.execute(
-        select(PointsEntry.user_id, func.coalesce(func.sum(PointsEntry.delta), 0))
-        .outerjoin(resets, resets.c.uid == PointsEntry.user_id)
-        .where(
-            PointsEntry.pool == pool,
-            PointsEntry.user_id.in_(ids),
-            PointsEntry.reason.not_in(NOT_EARNED),
-            or_(resets.c.rid.is_(None), PointsEntry.id > resets.c.rid),
-        )
-        .group_by(PointsEntry.user_id)
-    )
-    out = {uid: 0 for uid in ids}
-    for uid, total in rows.all():
-        out[int(uid)] = max(0, int(total))
-    return out
+    totals = await app.points.earned_totals(session, chat_id, ids)
+    return {uid: max(0, total) for uid, total in totals.items()}
+
+
+def clamp_earned(raw: int) -> int:
+    """``earned`` of a raw running total (``PointsResult.earned``)."""
+    return max(0, raw)
 
 
 def level_up(cfg: CheckinConfig, before: int, after: int) -> LevelInfo | None:
@@ -147,84 +139,142 @@ async def _fill(s: AsyncSession, chat_id: int, user_id: int, days: Sequence[date
     await s.flush()
 
 
+@dataclass(frozen=True)
+class _Sql:
+    """The check-in's statements, built once per dialect (executed with parameter dicts)."""
+
+    member: Any  # SELECT the member row by primary key
+    rank: Any  # count one more check-in of (chat, day), RETURNING the new count
+    day: Any  # INSERT the day row
+    save_member: Any  # INSERT or UPDATE the member row (the title is never touched)
+    badge: Any  # INSERT a badge unless held, RETURNING it when new
+
+
+def _build_sql(dialect_insert: Any) -> _Sql:
+    members, counts = CheckinMember.__table__, CheckinDayCount.__table__
+    days, badges = CheckinDay.__table__, CheckinBadge.__table__
+    rank = dialect_insert(counts)
+    save = dialect_insert(members)
+    kept = ("streak", "best_streak", "last_day", "total_days", "broken_streak", "broken_last_day", "makeup_cards",
+            "updated_at")
+    return _Sql(
+        member=select(members).where(members.c.chat_id == bindparam("chat_id"),
+                                     members.c.user_id == bindparam("user_id")),
+        rank=rank.on_conflict_do_update(index_elements=["chat_id", "day"], set_={"count": counts.c.count + 1})
+        .returning(counts.c.count),
+        day=insert(days),
+        save_member=save.on_conflict_do_update(index_elements=["chat_id", "user_id"],
+                                               set_={c: save.excluded[c] for c in kept}),
+        badge=dialect_insert(badges).on_conflict_do_nothing(index_elements=["chat_id", "user_id", "badge"])
+        .returning(badges.c.badge),
+    )
+
+
+_SQL = MappingProxyType({"sqlite": _build_sql(sqlite_insert), "postgresql": _build_sql(postgresql_insert)})
+
+
+def _sql(s: AsyncSession) -> _Sql:
+    bind = s.bind
+    return _SQL["postgresql" if bind is not None and bind.dialect.name == "postgresql" else "sqlite"]
+
+
 async def check_in(
     app: App, cfg: CheckinConfig, chat_id: int, user_id: int, *, tz: ZoneInfo, message_id: int | None = None
 ) -> CheckinResult:
+    """The day's 签到: one transaction of few prepared statements (the hot path of the plugin).
+
+    The member row by primary key; today's rank from the per-day counter (one upsert RETURNING the
+    new count); the day row; the member row (one upsert); the ledger credit, whose balance upsert
+    returns the new balance and earned total (no re-read for the level); on a first check-in the
+    badge (INSERT unless held). Today's day row is only looked up when the member row says they
+    checked in today; if it exists anyway (a clock or time-zone change, a concurrent 签到 in another
+    worker), its unique constraint stops the insert and the check-in runs again with the lookup.
+    """
     now = app.clock.now()
     today = local_day(now, tz)
+    key = {"chat_id": chat_id, "user_id": user_id}
 
-    async def tx() -> CheckinResult:
+    async def tx(probe: bool) -> CheckinResult:
         async with app.db() as s, s.begin():
-            existing = await s.scalar(
-                select(CheckinDay).where(CheckinDay.chat_id == chat_id, CheckinDay.user_id == user_id,
-                                         CheckinDay.day == today, CheckinDay.made_up.is_(False))
-            )
-            member = await s.get(CheckinMember, (chat_id, user_id))
-            if existing is not None:
-                assert member is not None
-                dup = message_id is not None and existing.message_id == message_id
-                return CheckinResult(
-                    "duplicate" if dup else "already", today, streak=member.streak, best_streak=member.best_streak,
-                    total_days=member.total_days, rank=existing.rank, points=existing.points,
-                    balance=await app.points.balance(chat_id, user_id), cards=member.makeup_cards,
+            sql = _sql(s)
+            row = (await s.execute(sql.member, key)).first()
+            m: dict[str, Any] = dict(row._mapping) if row is not None else {
+                **key, "streak": 0, "best_streak": 0, "last_day": None, "total_days": 0, "broken_streak": 0,
+                "broken_last_day": None, "makeup_cards": 0}
+            if probe or m["last_day"] == today:
+                existing = await s.scalar(
+                    select(CheckinDay).where(CheckinDay.chat_id == chat_id, CheckinDay.user_id == user_id,
+                                             CheckinDay.day == today, CheckinDay.made_up.is_(False))
                 )
-            if member is None:
-                member = _member(chat_id, user_id, now)
-                s.add(member)
-            first_ever = member.total_days == 0
+                if existing is not None:
+                    assert row is not None
+                    dup = message_id is not None and existing.message_id == message_id
+                    return CheckinResult(
+                        "duplicate" if dup else "already", today, streak=m["streak"], best_streak=m["best_streak"],
+                        total_days=m["total_days"], rank=existing.rank, points=existing.points,
+                        balance=await app.points.balance(chat_id, user_id), cards=m["makeup_cards"],
+                    )
+            first_ever = m["total_days"] == 0
             result = CheckinResult("ok", today)
-            last = member.last_day
-            if last is None or member.streak <= 0:
+            last = m["last_day"]
+            if last is None or m["streak"] <= 0:
                 streak = 1
             elif last >= today - timedelta(days=1):
                 # Yesterday (or a clock/time-zone change put the last day at or after today).
-                streak = member.streak + 1
+                streak = m["streak"] + 1
             else:
                 gap = _days_between(last + timedelta(days=1), today - timedelta(days=1))
-                if cfg.makeup_auto and len(gap) <= cfg.makeup_grace_days and member.makeup_cards >= len(gap):
+                if cfg.makeup_auto and len(gap) <= cfg.makeup_grace_days and m["makeup_cards"] >= len(gap):
                     await _fill(s, chat_id, user_id, gap, now)
-                    member.makeup_cards -= len(gap)
+                    m["makeup_cards"] -= len(gap)
                     result.made_up = len(gap)
-                    streak = member.streak + len(gap) + 1
+                    streak = m["streak"] + len(gap) + 1
                 else:
-                    result.broken, result.missed = member.streak, len(gap)
-                    member.broken_streak, member.broken_last_day = member.streak, last
+                    result.broken, result.missed = m["streak"], len(gap)
+                    m["broken_streak"], m["broken_last_day"] = m["streak"], last
                     streak = 1
             if not result.broken:
-                member.broken_streak, member.broken_last_day = 0, None
-            rank = int(
-                await s.scalar(
-                    select(func.count()).select_from(CheckinDay).where(
-                        CheckinDay.chat_id == chat_id, CheckinDay.day == today, CheckinDay.made_up.is_(False)
-                    )
-                ) or 0
-            ) + 1
+                m["broken_streak"], m["broken_last_day"] = 0, None
+            rank = int((await s.execute(sql.rank, {"chat_id": chat_id, "day": today, "count": 1})).scalar_one())
             award = daily_award(cfg, chat_id, user_id, today, streak)
-            s.add(CheckinDay(chat_id=chat_id, user_id=user_id, day=today, points=award.total, streak=streak, rank=rank,
-                             lucky=award.lucky, made_up=False, message_id=message_id, created_at=now))
-            member.streak = streak
-            member.best_streak = max(member.best_streak, streak)
-            member.last_day = today
-            member.total_days += 1
-            member.updated_at = now
-            await s.flush()
+            await s.execute(sql.day, {
+                "chat_id": chat_id, "user_id": user_id, "day": today, "points": award.total, "streak": streak,
+                "rank": rank, "lucky": award.lucky, "made_up": False, "message_id": message_id, "created_at": now})
+            m["streak"] = streak
+            m["best_streak"] = max(m["best_streak"], streak)
+            m["last_day"] = today
+            m["total_days"] += 1
+            m["updated_at"] = now
+            m.pop("title", None)
+            await s.execute(sql.save_member, m)
             note = f"day {streak}: {award.base}" + (f" +{award.milestone} milestone" if award.milestone else "") + (
                 f" +{award.lucky} lucky" if award.lucky else "")
-            applied = await app.points.change(chat_id, user_id, award.total, R_CHECKIN,
-                                              f"checkin:{chat_id}:{user_id}:{today.isoformat()}", note=note, session=s)
-            if first_ever and await grant_badge(s, chat_id, user_id, "first_checkin",
-                                                badge_label(cfg, "first_checkin"), now):
-                result.badges.append("first_checkin")
-            if award.badge and await grant_badge(s, chat_id, user_id, award.badge, badge_label(cfg, award.badge), now):
-                result.badges.append(award.badge)
-            after = (await earned(s, app, chat_id, [user_id]))[user_id]
+            applied = await app.points.credit(s, chat_id, user_id, award.total, R_CHECKIN,
+                                              f"checkin:{chat_id}:{user_id}:{today.isoformat()}", note=note)
+            for code in ("first_checkin" if first_ever else None, award.badge):
+                if code and await _grant_new_badge(s, sql, chat_id, user_id, code, badge_label(cfg, code), now):
+                    result.badges.append(code)
+            after = clamp_earned(applied.earned)
             result.level_up = level_up(cfg, after - award.total, after)
-            result.streak, result.best_streak, result.total_days = streak, member.best_streak, member.total_days
+            result.streak, result.best_streak, result.total_days = streak, m["best_streak"], m["total_days"]
             result.rank, result.points, result.balance, result.award = rank, award.total, applied.balance, award
-            result.cards = member.makeup_cards
+            result.cards = m["makeup_cards"]
             return result
 
-    return await retry_locked(tx)
+    try:
+        return await retry_locked(lambda: tx(False))
+    except IntegrityError:
+        # Today's row exists though the member row did not say so, or a concurrent 签到 of the same
+        # member (another worker) won: look again, with the lookup.
+        return await retry_locked(lambda: tx(True))
+
+
+async def _grant_new_badge(s: AsyncSession, sql: _Sql, chat_id: int, user_id: int, code: str, label: str,
+                           now: datetime) -> bool:
+    """``grant_badge`` without repeats in one statement: True when the badge is new."""
+    row = await s.execute(sql.badge, {"chat_id": chat_id, "user_id": user_id, "badge": code, "label": label[:64],
+                                      "count": 1, "first_at": now, "last_at": now})
+    return row.first() is not None
 
 
 # ---- 补签卡 ------------------------------------------------------------------------------------
