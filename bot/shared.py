@@ -681,6 +681,8 @@ class RedisShared(SharedState):
 
         async def fallback() -> bool:
             degraded.append(True)
+            # The SET may have reached Redis before the connection broke: release it once Redis is back.
+            self._orphans.setdefault(name, token)
             return True
 
         while True:

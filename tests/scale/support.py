@@ -72,7 +72,7 @@ async def create_schema(app: App) -> None:
 
 
 async def counts(app_or_engine: Any) -> dict[int, int]:
-    engine = getattr(app_or_engine, "engine", app_or_engine)
+    engine = app_or_engine.engine if isinstance(app_or_engine, App) else app_or_engine
     async with engine.connect() as conn:
         rows = (await conn.execute(select(COUNTER.c.chat_id, COUNTER.c.messages))).all()
     return {int(c): int(n) for c, n in rows}
