@@ -22,14 +22,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import String, cast, func, insert, literal, select, update
+from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.db import retry_locked, upsert
+from bot.db import retry_locked
 from bot.models import PointsBalance, PointsEntry
 
 MAX_DELTA = 10**9
@@ -43,6 +43,8 @@ class _CreditSql:
     """``PointsService.credit``'s statements, built once per dialect (executed with parameter dicts)."""
 
     entry: Any  # INSERT the ledger row unless its reference is in the pool, RETURNING its id
+    entries: Any  # the same for many rows, RETURNING (pool, reference) of those written
+    balances: Any  # upsert many balances (+balance, +earned), RETURNING (pool, user_id, earned)
     earning: Any  # upsert the balance, earned += delta, RETURNING (balance, earned)
     spending: Any  # upsert the balance, earned unchanged
     reset: Any  # upsert the balance, earned = 0
@@ -61,14 +63,25 @@ def _credit_sql(dialect_insert: Any) -> _CreditSql:
         return ins.on_conflict_do_update(index_elements=["pool", "user_id"], set_=values).returning(
             balances.c.balance, balances.c.earned)
 
+    many = dialect_insert(balances)
     return _CreditSql(
         entry=dialect_insert(ledger).on_conflict_do_nothing(index_elements=["pool", "reference"])
         .returning(ledger.c.id),
+        entries=dialect_insert(ledger).on_conflict_do_nothing(index_elements=["pool", "reference"])
+        .returning(ledger.c.pool, ledger.c.reference),
+        balances=many.on_conflict_do_update(index_elements=["pool", "user_id"], set_={
+            "balance": balances.c.balance + many.excluded.balance, "earned": balances.c.earned + many.excluded.earned,
+        }).returning(balances.c.pool, balances.c.user_id, balances.c.earned),
         earning=upsert_balance("add"), spending=upsert_balance("keep"), reset=upsert_balance("zero"),
     )
 
 
 _CREDIT_SQL = MappingProxyType({"sqlite": _credit_sql(sqlite_insert), "postgresql": _credit_sql(postgresql_insert)})
+
+
+def _dialect(session: AsyncSession) -> str:
+    bind = session.bind
+    return "postgresql" if bind is not None and bind.dialect.name == "postgresql" else "sqlite"
 
 
 class InsufficientPoints(Exception):
@@ -218,8 +231,7 @@ class PointsService:
         if not isinstance(delta, int) or delta < 0 or delta > MAX_DELTA:
             raise ValueError(f"credit takes an integer within 0..{MAX_DELTA}")
         pool = self.pool_for(chat_id)
-        bind = session.bind
-        sql = _CREDIT_SQL["postgresql" if bind is not None and bind.dialect.name == "postgresql" else "sqlite"]
+        sql = _CREDIT_SQL[_dialect(session)]
         entry = {"pool": pool, "chat_id": chat_id, "user_id": user_id, "delta": delta, "reason": reason,
                  "reference": reference, "note": note, "actor_id": actor_id, "created_at": self._clock.now()}
         if (await session.execute(sql.entry, entry)).scalar() is None:
@@ -243,58 +255,74 @@ class PointsService:
         written. Only credits (delta >= 0): debits need ``change``'s conditional UPDATE. Returns the
         credits that were applied.
         """
+        applied, _earned = await self.credit_many_earned(session, credits)
+        return applied
+
+    async def credit_many_earned(
+        self, session: AsyncSession, credits: Sequence[Credit]
+    ) -> tuple[list[Credit], dict[tuple[str, int], int]]:
+        """``credit_many`` that also returns ``PointsBalance.earned`` after the batch for every (pool,
+        user) it credited (e.g. for level-ups), read from the balance upsert's RETURNING: no extra query.
+
+        Two statements for a batch of any size (up to 500 rows each): the ledger rows with
+        ``ON CONFLICT DO NOTHING RETURNING`` (the references already in the pool come back missing and
+        are skipped), then one upsert of the balances of the rows written.
+        """
         by_pool: dict[str, dict[str, Credit]] = defaultdict(dict)
         for c in credits:
             if not isinstance(c.delta, int) or c.delta < 0 or c.delta > MAX_DELTA:
                 raise ValueError(f"credit_many takes integer credits within 0..{MAX_DELTA}")
             by_pool[self.pool_for(c.chat_id)].setdefault(c.reference, c)
-        applied: list[Credit] = []
-        rows: list[dict[str, object]] = []
-        totals: dict[tuple[str, int], int] = defaultdict(int)
-        earned: dict[tuple[str, int], int] = defaultdict(int)
-        # Members with a reset in this batch: their earned total after it (set, not added).
-        earned_reset: dict[tuple[str, int], int] = {}
         now = self._clock.now()
+        wanted: list[tuple[str, Credit]] = []
+        rows: list[dict[str, object]] = []
         for pool, items in by_pool.items():
-            refs = list(items)
-            seen: set[str] = set()
-            for start in range(0, len(refs), 500):  # stay under SQLite's bound-parameter limit
-                chunk = refs[start:start + 500]
-                seen.update(
-                    await session.scalars(
-                        select(PointsEntry.reference).where(PointsEntry.pool == pool, PointsEntry.reference.in_(chunk))
-                    )
-                )
             for ref, c in items.items():
-                if ref in seen:
-                    continue
-                applied.append(c)
+                wanted.append((pool, c))
                 rows.append({
                     "pool": pool, "chat_id": c.chat_id, "user_id": c.user_id, "delta": c.delta, "reason": c.reason,
                     "reference": ref, "note": c.note, "actor_id": None, "created_at": c.at or now,
                 })
-                key = (pool, c.user_id)
-                totals[key] += c.delta
-                if c.reason in RESET_REASONS:
-                    earned_reset[key] = 0
-                elif c.reason not in NOT_EARNED_REASONS:
-                    if key in earned_reset:
-                        earned_reset[key] += c.delta
-                    else:
-                        earned[key] += c.delta
         if not rows:
-            return applied
-        await upsert(session, PointsBalance,
-                     [{"pool": p, "user_id": u, "balance": d, "earned": earned.get((p, u), 0)}
-                      for (p, u), d in totals.items()],
-                     ["pool", "user_id"], increment=["balance", "earned"])
+            return [], {}
+        sql = _CREDIT_SQL[_dialect(session)]
+        written: set[tuple[str, str]] = set()
+        for start in range(0, len(rows), 500):
+            result = await session.execute(sql.entries, rows[start:start + 500])
+            written.update((pool, ref) for pool, ref in result.all())
+        applied: list[Credit] = []
+        totals: dict[tuple[str, int], int] = defaultdict(int)
+        earned: dict[tuple[str, int], int] = defaultdict(int)
+        # Members with a reset in this batch: their earned total after it (set, not added).
+        earned_reset: dict[tuple[str, int], int] = {}
+        for pool, c in wanted:
+            if (pool, c.reference) not in written:
+                continue
+            applied.append(c)
+            key = (pool, c.user_id)
+            totals[key] += c.delta
+            if c.reason in RESET_REASONS:
+                earned_reset[key] = 0
+            elif c.reason not in NOT_EARNED_REASONS:
+                if key in earned_reset:
+                    earned_reset[key] += c.delta
+                else:
+                    earned[key] += c.delta
+        if not applied:
+            return applied, {}
+        balances = [{"pool": p, "user_id": u, "balance": d, "earned": earned.get((p, u), 0)}
+                    for (p, u), d in totals.items()]
+        after: dict[tuple[str, int], int] = {}
+        for start in range(0, len(balances), 500):
+            result = await session.execute(sql.balances, balances[start:start + 500])
+            after.update(((pool, int(uid)), int(value)) for pool, uid, value in result.all())
         for (pool, user_id), value in earned_reset.items():
             await session.execute(
                 update(PointsBalance).where(PointsBalance.pool == pool, PointsBalance.user_id == user_id)
                 .values(earned=value).execution_options(synchronize_session=False)
             )
-        await session.execute(insert(PointsEntry), rows)
-        return applied
+            after[(pool, user_id)] = value
+        return applied, after
 
     async def earned_totals(self, session: AsyncSession, chat_id: int, user_ids: Collection[int]) -> dict[int, int]:
         """``PointsBalance.earned`` of each member of the chat's pool (0 without a balance row), unclamped."""

@@ -3,7 +3,8 @@ long enough to count, written in batches.
 
 The observer runs on every group message: it only looks at dicts in the runtime (no I/O) and
 appends a ``Credit`` to a buffer; ``flush`` writes the buffer with the core ``credit_many`` inside
-the core's batch transaction. The reference is ``activity:{chat}:{user}:{message unix time}``: a
+the core's batch transaction (two statements for the whole batch; the earned totals for level-ups
+come back from the balance upsert). The reference is ``activity:{chat}:{user}:{message unix time}``: a
 redelivered message (same date) can never pay twice, even after a restart that lost the cooldowns.
 """
 
@@ -19,7 +20,7 @@ from sqlalchemy import event
 
 from bot.services.points import Credit
 from plugins.checkin.levels import local_day
-from plugins.checkin.service import R_ACTIVITY, earned, level_up
+from plugins.checkin.service import R_ACTIVITY, clamp_earned, level_up
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -119,7 +120,7 @@ async def flush(app: App, session: AsyncSession) -> None:
         runtime.pending[:0] = batch
 
     event.listen(session.sync_session, "after_rollback", requeue, once=True)
-    applied = await app.points.credit_many(session, batch)
+    applied, totals = await app.points.credit_many_earned(session, batch)
     gained: dict[int, dict[int, int]] = {}
     for c in applied:
         gained.setdefault(c.chat_id, {}).setdefault(c.user_id, 0)
@@ -129,9 +130,11 @@ async def flush(app: App, session: AsyncSession) -> None:
         cfg: CheckinConfig = await app.chat_config.get(chat_id, "checkin")  # type: ignore[assignment]
         if not cfg.level_up_announce:
             continue
-        totals = await earned(session, app, chat_id, users)
+        pool = app.points.pool_for(chat_id)
         for user_id, delta in users.items():
-            new = level_up(cfg, totals[user_id] - delta, totals[user_id])
+            # The earned total after the batch (returned by the balance upsert: no query here).
+            after = clamp_earned(totals[(pool, user_id)])
+            new = level_up(cfg, after - delta, after)
             if new is not None:
                 notices.append((chat_id, await level_text(app, chat_id, user_id, new.level.name)))
     if notices:

@@ -9,8 +9,10 @@ Seeds ``--members`` members in one chat, each with ``--history`` ledger rows (da
 - ``checkin_service_day2``: the next day's 签到 of every member (the common case: the streak goes on);
 - ``checkin_update``: a 签到 message through the whole pipeline (``app.feed``: dispatcher, command
   table, reply queued), on day 3, timed;
-- ``flush``: ``--rounds`` times, 100 buffered activity awards (100 members) written by the core batch
-  transaction (``app.flush()``: credit_many, level-up checks, commit), timed.
+- ``activity_flush_100``: ``--rounds`` times, 100 buffered activity awards (100 members) written by
+  the plugin's ``activity.flush`` in its own transaction (credit_many, level-up checks, commit), timed;
+- ``app_flush_100``: the same through the core batch transaction (``app.flush()``: every plugin's
+  flush, the member directory, the processed update ids), timed.
 
 Figures are per call in ms (median, p90, max). The machine is shared: compare ratios between runs.
 Prints one JSON line.
@@ -53,7 +55,7 @@ async def run(members: int, history: int, rounds: int) -> dict[str, Any]:
     from bot.emulator.world import World
     from bot.services.points import Credit
     from bot.settings import load_settings
-    from plugins.checkin import service
+    from plugins.checkin import activity, service
     from plugins.checkin.activity import CheckinRuntime
     from plugins.checkin.levels import local_day
 
@@ -135,18 +137,23 @@ async def run(members: int, history: int, rounds: int) -> dict[str, Any]:
         await app.sender.drain(60)
 
         runtime: CheckinRuntime = app.runtime("checkin")
-        times = []
-        for round_no in range(rounds):
-            clock.advance(120)
-            now = clock.time()
-            day = local_day(clock.now(), tz)
-            for uid in users[:100]:
-                assert runtime.note_message(CHAT, uid, f"第{round_no}轮发言内容{uid}", now, day, cfg)
-            t0 = time.perf_counter()
-            await app.flush()
-            times.append(time.perf_counter() - t0)
-            assert not runtime.pending
-        result["flush_100"] = stats(times)
+        for name in ("activity_flush_100", "app_flush_100"):
+            times = []
+            for round_no in range(rounds):
+                clock.advance(120)
+                now = clock.time()
+                day = local_day(clock.now(), tz)
+                for uid in users[:100]:
+                    assert runtime.note_message(CHAT, uid, f"{name}第{round_no}轮发言{uid}", now, day, cfg)
+                t0 = time.perf_counter()
+                if name == "app_flush_100":
+                    await app.flush()
+                else:
+                    async with app.db() as s, s.begin():
+                        await activity.flush(app, s)
+                times.append(time.perf_counter() - t0)
+                assert not runtime.pending
+            result[name] = stats(times)
         await app.sender.drain(60)
         await app.stop()
     return result

@@ -29,7 +29,7 @@ from plugins.checkin import service
 from plugins.checkin.activity import CheckinRuntime
 from plugins.checkin.models import CheckinDay, CheckinDayCount
 from plugins.checkin.service import add_cards, check_in, earned
-from tests.dbutil import engine_with_schema
+from tests.dbutil import db_url, engine_with_schema  # noqa: F401
 from tests.harness import ALICE, BOB, CAROL, GROUP, OTHER_GROUP
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -143,6 +143,34 @@ async def test_credit_is_idempotent_and_matches_change(prop_db: Any) -> None:
     with pytest.raises(ValueError):
         async with db() as s, s.begin():
             await svc.credit(s, 1, 7, -1, "checkin", "d")
+
+
+async def test_batch_and_single_credits_on_both_databases(db_url: str) -> None:  # noqa: F811
+    """The dialect-specific statements (ON CONFLICT ... RETURNING, many rows) on SQLite and PostgreSQL."""
+    engine = await engine_with_schema(db_url)
+    db = session_factory(engine)
+    svc = PointsService(db, FakeClock(0), {"brand": [1, 2]})
+    try:
+        async with db() as s, s.begin():
+            applied, after = await svc.credit_many_earned(s, [
+                Credit(1, 7, 5, "activity", "a"), Credit(2, 7, 3, "activity", "b"), Credit(1, 8, 4, "refund", "c"),
+                Credit(1, 7, 5, "activity", "a"), Credit(3, 7, 2, "activity", "a")])
+        assert len(applied) == 4 and after == {("pool:brand", 7): 8, ("pool:brand", 8): 0, ("3", 7): 2}
+        async with db() as s, s.begin():
+            again, _ = await svc.credit_many_earned(s, [Credit(1, 7, 5, "activity", "a"), Credit(1, 8, 1, "reset", "r"),
+                                                        Credit(1, 8, 2, "checkin", "d")])
+            single = await svc.credit(s, 2, 7, 10, "checkin", "e")
+        assert [c.reference for c in again] == ["r", "d"]
+        assert (single.balance, single.earned) == (18, 18)
+        await svc.change(1, 7, -18, "reset", "z", allow_negative=True)
+        await svc.change(1, 7, 6, "admin_give", "y")
+        async with db() as s:
+            assert await svc.earned_totals(s, 1, [7, 8, 9]) == {7: 6, 8: 2, 9: 0}
+            for uid in (7, 8):
+                assert (await svc.earned_totals(s, 1, [uid]))[uid] == await aggregate_earned(s, svc, 1, uid)
+            assert await svc.balance(1, 8) == await svc.ledger_sum(1, 8) == 7
+    finally:
+        await engine.dispose()
 
 
 # ---- check-in ----------------------------------------------------------------------------------
