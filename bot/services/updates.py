@@ -36,6 +36,8 @@ class UpdateLedger:
         self._uncommitted: set[int] = set()
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self.failures: dict[int, BaseException] = {}
+        self._checks: dict[int, asyncio.Future[bool]] = {}
+        self._checker: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         async with self._db() as s:
@@ -126,15 +128,39 @@ class UpdateLedger:
         return update_id in self._seen
 
     async def is_committed(self, update_id: int) -> bool:
-        """Whether the shared database holds ``update_id`` (several workers: another one processed it)."""
+        """Whether the shared database holds ``update_id`` (several workers: another one processed it).
+
+        Concurrent questions share one ``SELECT ... WHERE update_id IN (...)``: one query per batch, not
+        per update, and one pooled connection instead of one per request in flight."""
         if update_id in self._seen and update_id not in self._uncommitted:
             return True
-        async with self._db() as s:
-            found = await s.scalar(select(ProcessedUpdate.update_id).where(ProcessedUpdate.update_id == update_id))
-        if found is not None:
-            self._remember(update_id)
-            return True
-        return False
+        waiter = self._checks.get(update_id)
+        if waiter is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._checks[update_id] = waiter
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.create_task(self._check_batches(), name="processed-check")
+        return await asyncio.shield(waiter)
+
+    async def _check_batches(self) -> None:
+        while self._checks:
+            batch, self._checks = self._checks, {}
+            try:
+                async with self._db() as s:
+                    found = set(
+                        (await s.scalars(select(ProcessedUpdate.update_id)
+                                         .where(ProcessedUpdate.update_id.in_(list(batch))))).all()
+                    )
+            except Exception as exc:
+                for waiter in batch.values():
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for uid, waiter in batch.items():
+                if uid in found:
+                    self._remember(uid)
+                if not waiter.done():
+                    waiter.set_result(uid in found)
 
     async def prune(self, older_than: timedelta = timedelta(days=3)) -> None:
         async with self._db() as s, s.begin():
