@@ -351,7 +351,11 @@ class PointsService:
         )
         return int(value or 0)
 
-    async def balance(self, chat_id: int, user_id: int) -> int:
+    async def balance(self, chat_id: int, user_id: int, *, session: AsyncSession | None = None) -> int:
+        """The member's balance in the chat's pool (0 when they never had points); with ``session``,
+        read in the caller's session."""
+        if session is not None:
+            return await self._balance(session, self.pool_for(chat_id), user_id)
         async with self._db() as s:
             return await self._balance(s, self.pool_for(chat_id), user_id)
 

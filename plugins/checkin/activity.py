@@ -100,6 +100,11 @@ async def observe(message: Message, ctx: Ctx) -> None:
     at = message.date.timestamp()
     runtime: CheckinRuntime = ctx.runtime
     runtime.active_chats.add(ctx.chat_id)
+    if cfg.activity_points <= 0:
+        return
+    prev = runtime.seen.get((ctx.chat_id, user.id))
+    if prev is not None and at - prev.at < cfg.activity_cooldown:
+        return  # within the cooldown: nothing to pay (skips the text and calendar work below)
     runtime.note_message(ctx.chat_id, user.id, text, at, local_day(message.date, ctx.tz), cfg)
 
 

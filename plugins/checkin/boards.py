@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
+from bot.models import PointsBalance
 from plugins.checkin.levels import local_day, month_start, period_start, week_start
 from plugins.checkin.models import I_REWARDED, CheckinDay, CheckinMember, Invite
 from plugins.checkin.service import NOT_EARNED, R_ACTIVITY
@@ -59,6 +60,41 @@ async def board(app: App, chat_id: int, kind: str, period: str, *, now: datetime
     if kind == "streak":
         return await streak_board(app, chat_id, period, now=now, tz=tz)
     raise ValueError(kind)
+
+
+async def top(
+    app: App, chat_id: int, kind: str, period: str, *, now: datetime, tz: ZoneInfo, limit: int, user_id: int | None
+) -> tuple[Board, tuple[int, int] | None]:
+    """The first ``limit`` rows of a board and ``user_id``'s (rank, value) on it (None: not on it).
+
+    The all-time points board (the default /top) reads only its first rows and counts who is ahead
+    of the member instead of loading every balance of the chat; the other boards are aggregates and
+    are built whole.
+    """
+    if kind == "points" and period_start(period, now, tz) is None:
+        rows = await app.points.leaderboard(chat_id, limit=limit)
+        mine = rank_in(rows, user_id)
+        if mine is None and user_id is not None and user_id > 0:
+            mine = await balance_rank(app, chat_id, user_id)
+        return rows, mine
+    full = await board(app, chat_id, kind, period, now=now, tz=tz)
+    return full[:limit], rank_in(full, user_id)
+
+
+async def balance_rank(app: App, chat_id: int, user_id: int) -> tuple[int, int] | None:
+    """(rank, balance) on the balance board (``PointsService.leaderboard``: balance > 0, balance desc,
+    then user id), by counting the members ahead."""
+    pool = app.points.pool_for(chat_id)
+    async with app.db() as s:
+        balance = await app.points.balance(chat_id, user_id, session=s)
+        if balance <= 0:
+            return None
+        ahead = await s.scalar(
+            select(func.count()).select_from(PointsBalance).where(
+                PointsBalance.pool == pool, PointsBalance.user_id > 0,
+                or_(PointsBalance.balance > balance,
+                    and_(PointsBalance.balance == balance, PointsBalance.user_id < user_id))))
+    return int(ahead or 0) + 1, balance
 
 
 async def streak_board(app: App, chat_id: int, period: str, *, now: datetime, tz: ZoneInfo) -> Board:

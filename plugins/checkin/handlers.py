@@ -219,17 +219,17 @@ async def cmd_top(message: Message, ctx: Ctx) -> None:
         raise UsageError()
     kind, period = parsed
     cfg = cfg_of(ctx)
-    rows = await boards.board(ctx.app, ctx.chat_id, kind, period, now=ctx.now(), tz=ctx.tz)
+    uid = sender_id(message, ctx)
+    rows, mine = await boards.top(ctx.app, ctx.chat_id, kind, period, now=ctx.now(), tz=ctx.tz, limit=cfg.top_size,
+                                  user_id=uid)
     unit = _unit(ctx, kind)
     lines = ["🏆 <b>" + _board_title(ctx, kind, period) + "</b>"]
     if not rows:
         lines.append(ctx._("还没有人上榜，快来签到吧！"))
-    for index, (uid, value) in enumerate(rows[: cfg.top_size], start=1):
+    for index, (who, value) in enumerate(rows, start=1):
         badge = MEDALS[index - 1] if index <= len(MEDALS) else f"{index}."
-        lines.append(f"{badge} {html.escape(await name_for(ctx.app, ctx.chat_id, uid))} — {value} {unit}")
-    uid = sender_id(message, ctx)
+        lines.append(f"{badge} {html.escape(await name_for(ctx.app, ctx.chat_id, who))} — {value} {unit}")
     if uid is not None:
-        mine = boards.rank_in(rows, uid)
         if mine is None:
             lines.append(ctx._("你还没有上榜。"))
         else:

@@ -15,13 +15,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import and_, bindparam, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import retry_locked
+from bot.models import PointsBalance
 from bot.services.points import NOT_EARNED_REASONS
 from plugins.checkin.config import CheckinConfig
 from plugins.checkin.levels import DailyAward, LevelInfo, daily_award, level_for, local_day
@@ -144,6 +145,7 @@ class _Sql:
     """The check-in's statements, built once per dialect (executed with parameter dicts)."""
 
     member: Any  # SELECT the member row by primary key
+    today: Any  # SELECT (rank, points, message_id) of the member's real check-in of a day
     rank: Any  # count one more check-in of (chat, day), RETURNING the new count
     day: Any  # INSERT the day row
     save_member: Any  # INSERT or UPDATE the member row (the title is never touched)
@@ -160,6 +162,9 @@ def _build_sql(dialect_insert: Any) -> _Sql:
     return _Sql(
         member=select(members).where(members.c.chat_id == bindparam("chat_id"),
                                      members.c.user_id == bindparam("user_id")),
+        today=select(days.c.rank, days.c.points, days.c.message_id).where(
+            days.c.chat_id == bindparam("chat_id"), days.c.user_id == bindparam("user_id"),
+            days.c.day == bindparam("day"), days.c.made_up.is_(False)),
         rank=rank.on_conflict_do_update(index_elements=["chat_id", "day"], set_={"count": counts.c.count + 1})
         .returning(counts.c.count),
         day=insert(days),
@@ -202,17 +207,14 @@ async def check_in(
                 **key, "streak": 0, "best_streak": 0, "last_day": None, "total_days": 0, "broken_streak": 0,
                 "broken_last_day": None, "makeup_cards": 0}
             if probe or m["last_day"] == today:
-                existing = await s.scalar(
-                    select(CheckinDay).where(CheckinDay.chat_id == chat_id, CheckinDay.user_id == user_id,
-                                             CheckinDay.day == today, CheckinDay.made_up.is_(False))
-                )
+                existing = (await s.execute(sql.today, {**key, "day": today})).first()
                 if existing is not None:
                     assert row is not None
                     dup = message_id is not None and existing.message_id == message_id
                     return CheckinResult(
                         "duplicate" if dup else "already", today, streak=m["streak"], best_streak=m["best_streak"],
                         total_days=m["total_days"], rank=existing.rank, points=existing.points,
-                        balance=await app.points.balance(chat_id, user_id), cards=m["makeup_cards"],
+                        balance=await app.points.balance(chat_id, user_id, session=s), cards=m["makeup_cards"],
                     )
             first_ever = m["total_days"] == 0
             result = CheckinResult("ok", today)
@@ -368,20 +370,33 @@ def live_streak(member: CheckinMember | None, today: date) -> int:
 
 
 async def card(app: App, cfg: CheckinConfig, chat_id: int, user_id: int, *, tz: ZoneInfo) -> Card:
+    """The member card in one read session: the member row, the balance and earned total (one row),
+    the rank on the balance board (a count of who is ahead, not the whole board) and the badges."""
     today = local_day(app.clock.now(), tz)
+    pool = app.points.pool_for(chat_id)
     async with app.db() as s:
         member = await s.get(CheckinMember, (chat_id, user_id))
-        xp = (await earned(s, app, chat_id, [user_id]))[user_id]
-    balance = await app.points.balance(chat_id, user_id)
-    rank = await app.points.rank(chat_id, user_id)
-    held = await badges_of(app, chat_id, user_id)
+        row = (await s.execute(select(PointsBalance.balance, PointsBalance.earned)
+                               .where(PointsBalance.pool == pool, PointsBalance.user_id == user_id))).first()
+        balance, xp = (int(row[0]), clamp_earned(int(row[1]))) if row is not None else (0, 0)
+        rank = None
+        if balance > 0 and user_id > 0:  # on the board (``PointsService.leaderboard``: balance desc, user id)
+            ahead = await s.scalar(
+                select(func.count()).select_from(PointsBalance).where(
+                    PointsBalance.pool == pool, PointsBalance.user_id > 0,
+                    or_(PointsBalance.balance > balance,
+                        and_(PointsBalance.balance == balance, PointsBalance.user_id < user_id))))
+            rank = int(ahead or 0) + 1
+        held = list(await s.scalars(
+            select(CheckinBadge).where(CheckinBadge.chat_id == chat_id, CheckinBadge.user_id == user_id)
+            .order_by(CheckinBadge.first_at, CheckinBadge.badge)))
     return Card(
         user_id=user_id, balance=balance, earned=xp, level=level_for(cfg.levels, xp),
         streak=live_streak(member, today), best_streak=member.best_streak if member else 0,
         total_days=member.total_days if member else 0, cards=member.makeup_cards if member else 0,
         title=member.title if member else None,
         badges=[(badge_label(cfg, b.badge, b.label), b.count) for b in held],
-        rank=rank[0] if rank else None, checked_today=bool(member and member.last_day == today),
+        rank=rank, checked_today=bool(member and member.last_day == today),
     )
 
 

@@ -25,7 +25,7 @@ from bot.db import session_factory
 from bot.migrate import upgrade
 from bot.models import PointsBalance, PointsEntry
 from bot.services.points import NOT_EARNED_REASONS, RESET_REASONS, Credit, InsufficientPoints, PointsService
-from plugins.checkin import service
+from plugins.checkin import boards, service
 from plugins.checkin.activity import CheckinRuntime
 from plugins.checkin.models import CheckinDay, CheckinDayCount
 from plugins.checkin.service import add_cards, check_in, earned
@@ -256,6 +256,25 @@ async def test_flush_reads_the_running_totals_for_level_ups(make_harness: Any) -
     await h.app.sender.drain(5)
     assert [t for t in h.texts(GROUP) if "活跃" in t]
     assert not [t for t in h.texts(OTHER_GROUP) if "活跃" in t]
+
+
+async def test_card_and_top_ranks_match_the_full_board(h: Any) -> None:
+    """/points and /top count who is ahead instead of loading the board: same ranks, ties by user id."""
+    balances = {ALICE: 50, BOB: 80, CAROL: 50, 2001: 80, 2002: 10, 2003: 0, 2004: 50}
+    for uid, amount in balances.items():
+        if amount:
+            await h.app.points.change(GROUP, uid, amount, "admin_give", f"g{uid}")
+    await h.app.points.change(GROUP, 2003, 5, "admin_give", "g2003")
+    await h.app.points.change(GROUP, 2003, -5, "admin_take", "t2003")  # a balance row at 0: off the board
+    cfg = await cfg_for(h)
+    now = h.app.clock.now()
+    for uid in (*balances, 4242):
+        expected = await h.app.points.rank(GROUP, uid)
+        assert (await service.card(h.app, cfg, GROUP, uid, tz=SH)).rank == (expected[0] if expected else None)
+        rows, mine = await boards.top(h.app, GROUP, "points", "all", now=now, tz=SH, limit=2, user_id=uid)
+        assert rows == (await h.app.points.leaderboard(GROUP, limit=0))[:2]
+        assert mine == expected
+    assert (await service.card(h.app, cfg, GROUP, CAROL, tz=SH)).rank == 4  # BOB, 2001 (80), ALICE, CAROL (50)
 
 
 # ---- migration backfill ------------------------------------------------------------------------
