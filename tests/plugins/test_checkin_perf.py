@@ -29,7 +29,7 @@ from plugins.checkin import boards, service
 from plugins.checkin.activity import CheckinRuntime
 from plugins.checkin.models import CheckinDay, CheckinDayCount
 from plugins.checkin.service import add_cards, check_in, earned
-from tests.dbutil import db_url, engine_with_schema  # noqa: F401
+from tests.dbutil import db_url, drop_postgres_database, engine_with_schema, fresh_postgres_database  # noqa: F401
 from tests.harness import ALICE, BOB, CAROL, GROUP, OTHER_GROUP
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -275,6 +275,35 @@ async def test_card_and_top_ranks_match_the_full_board(h: Any) -> None:
         assert rows == (await h.app.points.leaderboard(GROUP, limit=0))[:2]
         assert mine == expected
     assert (await service.card(h.app, cfg, GROUP, CAROL, tz=SH)).rank == 4  # BOB, 2001 (80), ALICE, CAROL (50)
+
+
+async def test_checkin_paths_on_postgresql(make_harness: Any) -> None:
+    """The prepared check-in statements (upserts RETURNING, the fallback) on PostgreSQL, when a server is up."""
+    created = await fresh_postgres_database()
+    if created is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    url, admin_url = created
+    try:
+        h = await make_harness(plugins=["checkin"], db_url=url,
+                               config={"plugins": {"checkin": {"lucky_chance": 0}}})
+        cfg = await cfg_for(h)
+        h.clock.set(datetime(2026, 11, 1, 20, tzinfo=ZoneInfo("UTC")))
+        first = [await check_in(h.app, cfg, GROUP, uid, tz=NY, message_id=uid) for uid in (ALICE, BOB)]
+        assert [(r.status, r.rank, r.badges) for r in first] == [("ok", 1, ["first_checkin"]),
+                                                                 ("ok", 2, ["first_checkin"])]
+        assert (await check_in(h.app, cfg, GROUP, ALICE, tz=NY, message_id=ALICE)).status == "duplicate"
+        h.clock.set(datetime(2026, 11, 2, 3, tzinfo=ZoneInfo("UTC")))
+        second = await check_in(h.app, cfg, GROUP, ALICE, tz=SH)
+        assert (second.status, second.streak, second.rank, second.balance) == ("ok", 2, 1, 5 + 6)
+        h.clock.set(datetime(2026, 11, 2, 4, tzinfo=ZoneInfo("UTC")))
+        assert (await check_in(h.app, cfg, GROUP, ALICE, tz=NY)).status == "already"  # through the fallback
+        c = await service.card(h.app, cfg, GROUP, ALICE, tz=SH)
+        assert (c.balance, c.earned, c.rank) == (11, 11, 1)
+        async with h.app.db() as s:
+            assert await aggregate_earned(s, h.app.points, GROUP, ALICE) == 11
+        await h.stop()
+    finally:
+        await drop_postgres_database(url, admin_url)
 
 
 # ---- migration backfill ------------------------------------------------------------------------
