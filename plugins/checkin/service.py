@@ -68,6 +68,8 @@ def clamp_earned(raw: int) -> int:
 
 def level_up(cfg: CheckinConfig, before: int, after: int) -> LevelInfo | None:
     """The new level when earned points went from ``before`` to ``after`` across a threshold."""
+    if after <= before or not any(before < lv.min_points <= after for lv in cfg.levels):
+        return None  # no threshold crossed upwards (levels are sorted by min_points): the common case
     old, new = level_for(cfg.levels, before), level_for(cfg.levels, after)
     return new if new.index > old.index else None
 

@@ -27,6 +27,8 @@ from bot.models import PointsBalance, PointsEntry
 from bot.services.points import NOT_EARNED_REASONS, RESET_REASONS, Credit, InsufficientPoints, PointsService
 from plugins.checkin import boards, service
 from plugins.checkin.activity import CheckinRuntime
+from plugins.checkin.config import CheckinConfig
+from plugins.checkin.levels import level_for
 from plugins.checkin.models import CheckinDay, CheckinDayCount
 from plugins.checkin.service import add_cards, check_in, earned
 from tests.dbutil import db_url, drop_postgres_database, engine_with_schema, fresh_postgres_database  # noqa: F401
@@ -54,6 +56,15 @@ def test_plugin_reasons_match_the_core_rule() -> None:
     assert set(service.NOT_EARNED) == NOT_EARNED_REASONS
     assert service.R_REDEEM in NOT_EARNED_REASONS and service.R_RESET in RESET_REASONS
     assert service.R_CHECKIN not in NOT_EARNED_REASONS and service.R_TAKE not in NOT_EARNED_REASONS
+
+
+@given(before=st.integers(0, 2500), gain=st.integers(-50, 700))
+def test_level_up_shortcut_matches_the_level_comparison(before: int, gain: int) -> None:
+    cfg = CheckinConfig()
+    after = max(0, before + gain)
+    old, new = level_for(cfg.levels, before), level_for(cfg.levels, after)
+    expected = new if new.index > old.index else None
+    assert service.level_up(cfg, before, after) == expected
 
 
 # ---- property: running total == aggregate ------------------------------------------------------
