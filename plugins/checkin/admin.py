@@ -87,7 +87,7 @@ async def _give_or_take(message: Message, ctx: Ctx, sign: int) -> None:
                                         ref, note=reason, actor_id=ctx.user_id, session=s)
             if not r.applied or sign < 0:
                 return r.applied, r.balance, None
-            after = (await service.earned(s, app, ctx.chat_id, [uid]))[uid]
+            after = service.clamp_earned(r.earned)
             return r.applied, r.balance, service.level_up(cfg, after - amount, after)
 
     try:

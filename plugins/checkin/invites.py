@@ -25,7 +25,7 @@ from bot.services.events import MemberJoined, MemberLeft, MemberVerified
 from bot.services.members import PRESENT
 from plugins.checkin.config import CheckinConfig
 from plugins.checkin.models import I_PENDING, I_REJECTED, I_REWARDED, Invite, InviteLink
-from plugins.checkin.service import R_INVITE, badge_label, earned, grant_badge, level_up
+from plugins.checkin.service import R_INVITE, badge_label, clamp_earned, grant_badge, level_up
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -230,7 +230,7 @@ async def settle(app: App, chat_id: int, invitee_id: int) -> Settlement:
             badge = False
             if cfg.invite_badge_at and count >= cfg.invite_badge_at:
                 badge = await grant_badge(s, chat_id, invite.inviter_id, "inviter", badge_label(cfg, "inviter"), now)
-            after = (await earned(s, app, chat_id, [invite.inviter_id]))[invite.inviter_id]
+            after = clamp_earned(result.earned)
             new_level = level_up(cfg, after - result.delta, after)
             return Settlement("rewarded", None, invite.inviter_id, result.delta, count, badge,
                               new_level.level.name if new_level else None)
