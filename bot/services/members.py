@@ -21,6 +21,7 @@ from bot.db import retry_locked, upsert
 from bot.models import Chat, Member, User
 
 PRESENT = frozenset({"member", "restricted", "administrator", "creator"})
+SEEN_RESOLUTION = 300.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class MemberDirectory:
         self._known: dict[int, tuple[str | None, str, str | None, bool, str | None]] = {}
         self._user_buf: dict[int, dict[str, object]] = {}
         self._seen_buf: dict[tuple[int, int], datetime] = {}
+        # When each member's last_message_at was last buffered: the column is kept to within
+        # SEEN_RESOLUTION (segments look at days), so a chatty member costs one row per window,
+        # not one per batch.
+        self._seen_written: dict[tuple[int, int], float] = {}
         self._chats_known: dict[int, tuple[str, str | None, str | None]] = {}
         self._chat_buf: dict[int, dict[str, object]] = {}
 
@@ -70,7 +75,11 @@ class MemberDirectory:
                 "updated_at": at,
             }
         if chat_id is not None and spoke:
-            self._seen_buf[(chat_id, user.id)] = at
+            key = (chat_id, user.id)
+            stamp = at.timestamp()
+            if stamp - self._seen_written.get(key, float("-inf")) >= SEEN_RESOLUTION:
+                self._seen_written[key] = stamp
+                self._seen_buf[key] = at
 
     async def flush(self, session: AsyncSession) -> None:
         chats, self._chat_buf = list(self._chat_buf.values()), {}
@@ -91,6 +100,8 @@ class MemberDirectory:
         invited_by: int | None = None,
     ) -> JoinResult:
         self.touch(user, None, at)
+        # A (re)join starts a new membership: the next message must be recorded at once.
+        self._seen_written.pop((chat_id, user.id), None)
 
         async def tx() -> JoinResult:
             async with self._db() as s, s.begin():
