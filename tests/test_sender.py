@@ -116,3 +116,22 @@ async def test_sender_keeps_order_and_never_raises() -> None:
     assert out == [0, 1, 2, 3, 4]
     assert await sender.drain(1)
     assert sender.failed == 1 and sender.sent == 5
+
+
+async def test_drain_waits_for_sends_queued_by_sends() -> None:
+    sender = Sender()
+    done: list[str] = []
+
+    async def second() -> str:
+        await asyncio.sleep(0.01)
+        done.append("second")
+        return "second"
+
+    async def first() -> str:
+        sender.submit(-2, second)  # e.g. a send whose success schedules a follow-up in another chat
+        done.append("first")
+        return "first"
+
+    sender.submit(-1, first)
+    assert await sender.drain(2)
+    assert done == ["first", "second"]

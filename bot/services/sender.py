@@ -220,14 +220,21 @@ class Sender:
         )
 
     async def drain(self, timeout: float = 5.0) -> bool:
-        """Wait for queued calls; True when everything went out within ``timeout``."""
-        workers = [t for t in self._workers.values() if not t.done()]
-        if not workers:
-            return True
-        _done, pending = await asyncio.wait(workers, timeout=timeout)
+        """Wait for queued calls, including calls queued by calls that were waited for; True when
+        everything went out within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            workers = [t for t in self._workers.values() if not t.done()]
+            if not workers:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(workers, timeout=remaining)
+        pending = [t for t in self._workers.values() if not t.done()]
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-            log.warning("shutdown: %d chats still had queued sends", len(pending))
-        return not pending
+        await asyncio.gather(*pending, return_exceptions=True)
+        log.warning("shutdown: %d chats still had queued sends", len(pending))
+        return False
