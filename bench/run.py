@@ -70,6 +70,9 @@ def main() -> int:
         json.dumps(results, ensure_ascii=False, indent=2))
     report = render(results, smoke=args.smoke)
     if not args.smoke:
+        notes = ROOT / "bench" / "NOTES.md"  # the hand-written analysis of these figures
+        if notes.exists():
+            report += "\n" + notes.read_text(encoding="utf-8")
         (ROOT / "bench" / "RESULTS.md").write_text(report, encoding="utf-8")
     print(report)
     return 0
