@@ -227,6 +227,7 @@ async def test_webhook_cli_set_info_delete(tmp_path: Path, emulator: EmulatorSer
     assert world.calls_of("deleteWebhook")[-1].params.get("drop_pending_updates") in (None, False)
 
 
+@pytest.mark.slow
 def test_several_workers_need_redis_and_postgres(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[telegram]\ntoken = "{TOKEN}"\n[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/x.db"\n',
