@@ -7,10 +7,9 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import bot.models  # noqa: F401  (core tables)
 from bot.db import Base, create_engine
 from bot.registry import discover
-
-import bot.models  # noqa: F401  (core tables)
 
 discover()  # imports each plugin's models module
 
