@@ -192,6 +192,7 @@ class WebhookServer:
         self.commit = GroupCommit(app.flush, commit_interval)
         self.barrier = FlushBarrier()
         app.flush_barrier = self.barrier
+        app.updates.keep_failures = True
         self.stopping = False
         self.in_flight = 0
         self._idle = asyncio.Event()

@@ -36,6 +36,7 @@ class UpdateLedger:
         self._uncommitted: set[int] = set()
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self.failures: dict[int, BaseException] = {}
+        self.keep_failures = False  # webhook mode: remember why an update was abandoned
         self._checks: dict[int, asyncio.Future[bool]] = {}
         self._checker: asyncio.Task[None] | None = None
 
@@ -71,7 +72,7 @@ class UpdateLedger:
 
     def abandon(self, update_id: int, exc: BaseException | None = None) -> None:
         self._in_flight.discard(update_id)
-        if exc is not None:
+        if exc is not None and self.keep_failures:
             # The webhook asks Telegram to redeliver an update that failed on a database outage.
             self.failures[update_id] = exc
             while len(self.failures) > 1000:
