@@ -43,6 +43,8 @@ from plugins.moderation.models import ActionLog, Report
 from plugins.moderation.parsing import Action, ParseError, looks_like_duration, parse_action, parse_duration
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from bot.app import App
     from bot.services.timers import TimerFire
     from plugins.moderation.config import ModerationConfig
@@ -229,38 +231,43 @@ async def cmd_kick(message: Message, ctx: Ctx) -> None:
     await enforce(ctx.app, _manual_case(message, ctx, target, Action("kick"), target.rest))
 
 
-async def cmd_unmute(message: Message, ctx: Ctx) -> None:
+async def _lift(
+    message: Message,
+    ctx: Ctx,
+    *,
+    action: str,
+    from_status: str,
+    not_in_status: str,
+    lift: Callable[[App, int, int], Awaitable[bool]],
+    icon: str,
+    done: str,
+    failed: str,
+) -> None:
+    """/unmute and /unban: check the member is in ``from_status``, journal once, lift, report."""
     chat_id = _chat(ctx)
     target = await get_target(message, ctx)
     await require_right(ctx, "can_restrict_members")
     status = await member_status(ctx.app, chat_id, target.user_id)
     if status is None:
         raise UsageError(ctx._("找不到这个用户。"))
-    if status != "restricted":
-        raise UsageError(ctx._("TA 现在没有被禁言。"))
-    if not await journal(ctx.app, chat_id=chat_id, user_id=target.user_id, action="unmute", rule="manual",
+    if status != from_status:
+        raise UsageError(not_in_status)
+    if not await journal(ctx.app, chat_id=chat_id, user_id=target.user_id, action=action, rule="manual",
                          source=_source(message), actor_id=ctx.user_id, reason=target.rest):
         return
-    ok = await unrestrict(ctx.app, chat_id, target.user_id)
+    ok = await lift(ctx.app, chat_id, target.user_id)
     who = await ctx.app.members.mention(target.user_id)
-    ctx.reply(message, f"🔊 {who} " + (ctx._("已解除禁言。") if ok else ctx._("解除禁言失败。")))
+    ctx.reply(message, f"{icon} {who} " + (done if ok else failed))
+
+
+async def cmd_unmute(message: Message, ctx: Ctx) -> None:
+    await _lift(message, ctx, action="unmute", from_status="restricted", not_in_status=ctx._("TA 现在没有被禁言。"),
+                lift=unrestrict, icon="🔊", done=ctx._("已解除禁言。"), failed=ctx._("解除禁言失败。"))
 
 
 async def cmd_unban(message: Message, ctx: Ctx) -> None:
-    chat_id = _chat(ctx)
-    target = await get_target(message, ctx)
-    await require_right(ctx, "can_restrict_members")
-    status = await member_status(ctx.app, chat_id, target.user_id)
-    if status is None:
-        raise UsageError(ctx._("找不到这个用户。"))
-    if status != "kicked":
-        raise UsageError(ctx._("TA 现在没有被封禁。"))
-    if not await journal(ctx.app, chat_id=chat_id, user_id=target.user_id, action="unban", rule="manual",
-                         source=_source(message), actor_id=ctx.user_id, reason=target.rest):
-        return
-    ok = await unban(ctx.app, chat_id, target.user_id)
-    who = await ctx.app.members.mention(target.user_id)
-    ctx.reply(message, f"✅ {who} " + (ctx._("已解除封禁，可以重新加入了。") if ok else ctx._("解除封禁失败。")))
+    await _lift(message, ctx, action="unban", from_status="kicked", not_in_status=ctx._("TA 现在没有被封禁。"),
+                lift=unban, icon="✅", done=ctx._("已解除封禁，可以重新加入了。"), failed=ctx._("解除封禁失败。"))
 
 
 async def cmd_warns(message: Message, ctx: Ctx) -> None:
