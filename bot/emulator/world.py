@@ -3081,14 +3081,13 @@ class World:
         pinned = copy.deepcopy(message)
         pinned.pop("reply_to_message", None)
         if chat["type"] != "private":
-            sender = None if chat["type"] == "channel" else self.bot_user
-            self._new_message(
-                chat,
-                sender,
-                {"pinned_message": pinned},
-                sender_chat=self._chat_public(chat) if sender is None else None,
-            )
+            self._bot_service_message(chat, {"pinned_message": pinned})
         return True
+
+    def _bot_service_message(self, chat: dict[str, Any], content: dict[str, Any]) -> None:
+        """The service message Telegram posts for an action of the bot (sent as the channel in channels)."""
+        sender = None if chat["type"] == "channel" else self.bot_user
+        self._new_message(chat, sender, content, sender_chat=self._chat_public(chat) if sender is None else None)
 
     def m_unpinChatMessage(self, p: dict[str, Any]) -> bool:
         chat = self._bot_chat(p)
@@ -3277,13 +3276,7 @@ class World:
         if title == chat["title"]:
             raise _bad("chat title is not modified")
         chat["title"] = title
-        sender = None if chat["type"] == "channel" else self.bot_user
-        self._new_message(
-            chat,
-            sender,
-            {"new_chat_title": title},
-            sender_chat=self._chat_public(chat) if sender is None else None,
-        )
+        self._bot_service_message(chat, {"new_chat_title": title})
         return True
 
     def m_setChatDescription(self, p: dict[str, Any]) -> bool:
