@@ -98,6 +98,14 @@ class SharedState:
         """(time, item) pairs of the window, oldest first."""
         raise NotImplementedError
 
+    async def rolling_push(
+        self, key: str, item: str, *, now: float, window: float, max_items: int = 10_000
+    ) -> list[tuple[float, str]]:
+        """``rolling_add``, then every (time, item) pair left in the window, oldest first: one round trip
+        for "record this and tell me what the window holds" (a flood's message ids)."""
+        await self.rolling_add(key, item, now=now, window=window, max_items=max_items)
+        return await self.rolling_items(key, now=now, window=window)
+
     async def reset(self, *keys: str) -> None:
         """Forget counters, windows and cache entries under ``keys``."""
         raise NotImplementedError
@@ -254,6 +262,12 @@ class MemoryShared(SharedState):
             return []
         return [(t, item) for t, item in entry[1] if now - window < t <= now]
 
+    async def rolling_push(
+        self, key: str, item: str, *, now: float, window: float, max_items: int = 10_000
+    ) -> list[tuple[float, str]]:
+        await self.rolling_add(key, item, now=now, window=window, max_items=max_items)
+        return list(self._rolling[key][1])
+
     async def reset(self, *keys: str) -> None:
         for key in keys:
             for store in (self._windows, self._counters, self._rolling, self._tat, self._cache):
@@ -348,6 +362,15 @@ local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
+"""
+
+_ROLLING_PUSH = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 """
 
 # GCRA over several keys at once, on Redis's clock (workers' clocks may disagree). ARGV per key:
@@ -537,6 +560,24 @@ class RedisShared(SharedState):
             return [(float(score), member.split("|", 1)[1]) for member, score in rows]
 
         return await self._guard(remote, lambda: self.local.rolling_items(key, now=now, window=window))
+
+    async def rolling_push(
+        self, key: str, item: str, *, now: float, window: float, max_items: int = 10_000
+    ) -> list[tuple[float, str]]:
+        script = self._scripts.get("rolling_push")
+        if script is None:
+            script = self._scripts["rolling_push"] = self.client.register_script(_ROLLING_PUSH)
+
+        async def remote() -> list[tuple[float, str]]:
+            flat = await script(
+                keys=[self.k(key)],
+                args=[repr(now - window), repr(now), f"{self._member(now)}|{item}", math.ceil(window * 1000) + 1000,
+                      max_items],
+            )
+            return [(float(flat[i + 1]), str(flat[i]).split("|", 1)[1]) for i in range(0, len(flat) - 1, 2)]
+
+        return await self._guard(remote, lambda: self.local.rolling_push(key, item, now=now, window=window,
+                                                                         max_items=max_items))
 
     async def reset(self, *keys: str) -> None:
         if not keys:

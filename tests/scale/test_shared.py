@@ -52,6 +52,21 @@ async def test_rolling_window(shared: SharedState) -> None:
     assert [i for _, i in await shared.rolling_items("crisis:cap", now=10, window=1000)] == ["6", "7", "8", "9"]
 
 
+async def test_rolling_push_returns_the_window_after_the_add(shared: SharedState) -> None:
+    assert await shared.rolling_push("flood:-1001:7", "11", now=100.0, window=10, max_items=3) == [(100.0, "11")]
+    await shared.rolling_push("flood:-1001:7", "12|x", now=104.5, window=10, max_items=3)
+    # 10 s after the first item it has left the window; items may hold "|".
+    assert await shared.rolling_push("flood:-1001:7", "13", now=110.0, window=10, max_items=3) == [
+        (104.5, "12|x"), (110.0, "13")]
+    # At most max_items, the newest kept.
+    for i in range(4):
+        items = await shared.rolling_push("flood:-1001:7", str(20 + i), now=111.0 + i, window=10, max_items=3)
+    assert [i for _, i in items] == ["21", "22", "23"]
+    assert [i for _, i in await shared.rolling_items("flood:-1001:7", now=114.0, window=10)] == ["21", "22", "23"]
+    await shared.reset("flood:-1001:7")
+    assert await shared.rolling_push("flood:-1001:7", "30", now=115.0, window=10) == [(115.0, "30")]
+
+
 async def test_cache_locks_leases_and_invalidation(shared: SharedState) -> None:
     assert await shared.get("admins:1") is None
     await shared.set("admins:1", '{"x": 1}', 30)
