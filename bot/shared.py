@@ -106,6 +106,21 @@ class SharedState:
         await self.rolling_add(key, item, now=now, window=window, max_items=max_items)
         return await self.rolling_items(key, now=now, window=window)
 
+    async def log_append(
+        self, key: str, item: str, *, after: int, ttl: float, max_items: int = 10_000
+    ) -> tuple[int, list[str]]:
+        """Append ``item`` to an ordered log every worker replicates; returns (the item's position, the
+        items appended after position ``after`` and before it, oldest first). A worker that has read the
+        log up to ``after`` publishes its item and catches up with the others' in one round trip, and
+        every worker sees the items in the same order. The log keeps its newest ``max_items`` and expires
+        ``ttl`` seconds after the last append; an ``after`` beyond the log's position (it expired, or
+        Redis was replaced by the fallback) reads everything the log holds."""
+        raise NotImplementedError
+
+    async def log_read(self, key: str, *, after: int) -> tuple[int, list[str]]:
+        """(the log's position, the items after position ``after``, oldest first), appending nothing."""
+        raise NotImplementedError
+
     async def reset(self, *keys: str) -> None:
         """Forget counters, windows and cache entries under ``keys``."""
         raise NotImplementedError
@@ -200,6 +215,7 @@ class MemoryShared(SharedState):
         self._windows: dict[str, tuple[float, deque[float]]] = {}
         self._counters: dict[str, tuple[float, int]] = {}
         self._rolling: dict[str, tuple[float, deque[tuple[float, str]]]] = {}
+        self._logs: dict[str, tuple[float, int, deque[str]]] = {}  # expires, position, items
         self._tat: dict[str, float] = {}
         self._cache: dict[str, tuple[float, str]] = {}
         self._callbacks: dict[str, list[InvalidateCallback]] = {}
@@ -219,6 +235,7 @@ class MemoryShared(SharedState):
         self._rolling = {k: v for k, v in self._rolling.items() if v[1] and now - v[1][-1][0] < v[0]}
         self._counters = {k: v for k, v in self._counters.items() if v[0] > mono}
         self._cache = {k: v for k, v in self._cache.items() if v[0] > mono}
+        self._logs = {k: v for k, v in self._logs.items() if v[0] > mono}
         self._tat = {k: v for k, v in self._tat.items() if v > mono}
 
     async def hit(self, key: str, window: float, *, now: float) -> int:
@@ -268,9 +285,32 @@ class MemoryShared(SharedState):
         await self.rolling_add(key, item, now=now, window=window, max_items=max_items)
         return list(self._rolling[key][1])
 
+    async def log_append(
+        self, key: str, item: str, *, after: int, ttl: float, max_items: int = 10_000
+    ) -> tuple[int, list[str]]:
+        self._tick()
+        mono = self._mono()
+        entry = self._logs.get(key)
+        if entry is None or entry[0] <= mono:
+            position, items = 0, deque[str](maxlen=max_items)
+        else:
+            _, position, items = entry
+            if items.maxlen != max_items:
+                items = deque(items, maxlen=max_items)
+        before = _log_after(position, items, after)
+        items.append(item)
+        self._logs[key] = (mono + ttl, position + 1, items)
+        return position + 1, before
+
+    async def log_read(self, key: str, *, after: int) -> tuple[int, list[str]]:
+        entry = self._logs.get(key)
+        if entry is None or entry[0] <= self._mono():
+            return 0, []
+        return entry[1], _log_after(entry[1], entry[2], after)
+
     async def reset(self, *keys: str) -> None:
         for key in keys:
-            for store in (self._windows, self._counters, self._rolling, self._tat, self._cache):
+            for store in (self._windows, self._counters, self._rolling, self._tat, self._cache, self._logs):
                 store.pop(key, None)  # type: ignore[attr-defined]
 
     async def reserve(self, limits: Sequence[RateLimit]) -> float:
@@ -321,7 +361,7 @@ class MemoryShared(SharedState):
 
     def delete_soon(self, *keys: str) -> None:
         for key in keys:
-            for store in (self._windows, self._counters, self._rolling, self._tat, self._cache):
+            for store in (self._windows, self._counters, self._rolling, self._tat, self._cache, self._logs):
                 store.pop(key, None)  # type: ignore[attr-defined]
 
     def lock(self, key: str, ttl: float | None = None) -> contextlib.AbstractAsyncContextManager[None]:
@@ -339,6 +379,13 @@ class MemoryShared(SharedState):
         holder = self._leases.get(name)
         if holder is not None and holder[0] == token:
             del self._leases[name]
+
+
+
+def _log_after(position: int, items: deque[str], after: int) -> list[str]:
+    """The items of a log at ``position`` (holding its last ``len(items)``) that come after ``after``."""
+    want = len(items) if after > position else min(len(items), position - after)
+    return list(itertools.islice(items, len(items) - want, None)) if want > 0 else []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -371,6 +418,25 @@ local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+"""
+
+# An ordered log in a sorted set scored by position (members "<position>:<item>", unique). ARGV: after,
+# max_items, ttl in ms, [item]. Returns {position, items after ``after`` (before the appended item)}.
+_LOG = """
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local position = 0
+if top[2] then position = tonumber(top[2]) end
+local after = tonumber(ARGV[1])
+if after > position then after = 0 end
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. after, '+inf')
+if ARGV[4] then
+  position = position + 1
+  redis.call('ZADD', KEYS[1], position, position .. ':' .. ARGV[4])
+  local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return {position, items}
 """
 
 # GCRA over several keys at once, on Redis's clock (workers' clocks may disagree). ARGV per key:
@@ -578,6 +644,23 @@ class RedisShared(SharedState):
 
         return await self._guard(remote, lambda: self.local.rolling_push(key, item, now=now, window=window,
                                                                          max_items=max_items))
+
+    async def _log(self, key: str, args: list[Any]) -> tuple[int, list[str]]:
+        script = self._scripts.get("log")
+        if script is None:
+            script = self._scripts["log"] = self.client.register_script(_LOG)
+        position, items = await script(keys=[self.k(key)], args=args)
+        return int(position), [str(member).split(":", 1)[1] for member in items]
+
+    async def log_append(
+        self, key: str, item: str, *, after: int, ttl: float, max_items: int = 10_000
+    ) -> tuple[int, list[str]]:
+        args: list[Any] = [after, max_items, max(1, math.ceil(ttl * 1000)), item]
+        return await self._guard(lambda: self._log(key, args),
+                                 lambda: self.local.log_append(key, item, after=after, ttl=ttl, max_items=max_items))
+
+    async def log_read(self, key: str, *, after: int) -> tuple[int, list[str]]:
+        return await self._guard(lambda: self._log(key, [after, 0, 0]), lambda: self.local.log_read(key, after=after))
 
     async def reset(self, *keys: str) -> None:
         if not keys:

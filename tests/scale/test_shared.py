@@ -67,6 +67,31 @@ async def test_rolling_push_returns_the_window_after_the_add(shared: SharedState
     assert await shared.rolling_push("flood:-1001:7", "30", now=115.0, window=10) == [(115.0, "30")]
 
 
+async def test_ordered_log_replicated_by_position(shared: SharedState) -> None:
+    assert await shared.log_read("crisis:log:-1001", after=0) == (0, [])
+    # Worker a appends from scratch; worker b (read up to 0) appends next and catches up with a's item.
+    assert await shared.log_append("crisis:log:-1001", "a1", after=0, ttl=60) == (1, [])
+    assert await shared.log_append("crisis:log:-1001", "b1|x:y", after=0, ttl=60) == (2, ["a1"])
+    assert await shared.log_append("crisis:log:-1001", "a2", after=1, ttl=60) == (3, ["b1|x:y"])
+    assert await shared.log_read("crisis:log:-1001", after=1) == (3, ["b1|x:y", "a2"])
+    assert await shared.log_read("crisis:log:-1001", after=3) == (3, [])
+    # A position beyond the log's (it expired or was replaced) reads everything it holds.
+    assert await shared.log_read("crisis:log:-1001", after=99) == (3, ["a1", "b1|x:y", "a2"])
+    # Only the newest max_items are kept; a reader further behind gets what is left.
+    for i in range(5):
+        position, _ = await shared.log_append("crisis:log:cap", str(i), after=0, ttl=60, max_items=3)
+    assert position == 5
+    assert await shared.log_read("crisis:log:cap", after=0) == (5, ["2", "3", "4"])
+    await shared.reset("crisis:log:cap")
+    assert await shared.log_read("crisis:log:cap", after=5) == (0, [])
+    assert await shared.log_append("crisis:log:cap", "new", after=5, ttl=60) == (1, [])
+
+
+async def test_ordered_log_expires_after_its_ttl(shared: SharedState) -> None:
+    await shared.log_append("crisis:log:ttl", "x", after=0, ttl=0.05)
+    await asyncio.sleep(0.1)
+    assert await shared.log_read("crisis:log:ttl", after=0) == (0, [])
+
 async def test_cache_locks_leases_and_invalidation(shared: SharedState) -> None:
     assert await shared.get("admins:1") is None
     await shared.set("admins:1", '{"x": 1}', 30)
