@@ -38,6 +38,7 @@ from plugins.welcome import service
 from plugins.welcome.config import CAPTCHA_MODES, WelcomeConfig
 from plugins.welcome.models import FAILED, FAILING, KICKED, LEFT, PASSED, PASSING, PENDING, RELEASED
 from plugins.welcome.service import Batch, Challenge, Joiner, WelcomeRuntime
+from plugins.welcome.state import WelcomeState
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -78,6 +79,11 @@ def _rt(app: App) -> WelcomeRuntime:
     return cast(WelcomeRuntime, app.runtime(NAME))
 
 
+def _state(app: App) -> WelcomeState:
+    """The chat state every worker shares (raid batch, cooldown, raid mode, caches)."""
+    return WelcomeState(app.shared)
+
+
 async def _cfg(app: App, chat_id: int) -> WelcomeConfig:
     return cast(WelcomeConfig, await app.chat_config.get(chat_id, NAME))
 
@@ -110,12 +116,12 @@ async def _arm_deadline(app: App, chat_id: int, user_id: int, token: str, deadli
 
 
 async def _default_permissions(app: App, chat_id: int) -> ChatPermissions:
-    """The chat's default member permissions (getChat), cached for a few minutes."""
-    rt = _rt(app)
+    """The chat's default member permissions (getChat), cached for a few minutes for every worker."""
+    state = _state(app)
     now = app.clock.time()
-    cached = rt.permissions.get(chat_id)
-    if cached is not None and now - cached[0] < PERMISSIONS_TTL:
-        return ChatPermissions(**cached[1])
+    cached = await state.permissions(chat_id, now, PERMISSIONS_TTL)
+    if cached is not None:
+        return ChatPermissions(**cached)
     perms: dict[str, bool] | None = None
     try:
         info = await app.bot.get_chat(chat_id)
@@ -126,7 +132,7 @@ async def _default_permissions(app: App, chat_id: int) -> ChatPermissions:
         log.warning("getChat(%s) failed, using fallback permissions: %s", chat_id, exc)
     if perms is None:
         perms = dict(FALLBACK_PERMISSIONS)
-    rt.permissions[chat_id] = (now, perms)
+    await state.save_permissions(chat_id, perms, now, PERMISSIONS_TTL)
     return ChatPermissions(**perms)
 
 
@@ -199,10 +205,10 @@ async def _greeting(app: App, cfg: WelcomeConfig, chat_id: int, title: str, memb
 
 async def _warn_no_right(app: App, chat_id: int, title: str) -> None:
     """Tell the chat's admins (the log chat, else the chat) once that captcha needs the right."""
-    rt = _rt(app)
-    if chat_id in rt.warned_no_right:
+    state = _state(app)
+    if await state.warned(chat_id):
         return
-    rt.warned_no_right.add(chat_id)
+    await state.set_warned(chat_id, True)
     core = await app.chat_config.chat(chat_id)
     _ = await _tr(app, chat_id)
     text = (
@@ -238,7 +244,7 @@ async def _needs_captcha(app: App, cfg: WelcomeConfig, ev: MemberJoined, had_lef
     if not await app.admins.bot_can(chat_id, "can_restrict_members"):
         await _warn_no_right(app, chat_id, ev.chat_title or "")
         return False
-    _rt(app).warned_no_right.discard(chat_id)
+    await _state(app).set_warned(chat_id, False)
     if not had_left_captcha:
         # Already muted by someone else (a mute dodged by leaving and rejoining): leave it alone,
         # passing our captcha must not lift another restriction.
@@ -254,11 +260,12 @@ async def _needs_captcha(app: App, cfg: WelcomeConfig, ev: MemberJoined, had_lef
 async def on_raid_mode(app: App, ev: RaidModeChanged) -> None:
     if ev.chat_id is None:
         return
-    rt = _rt(app)
+    # The event fires in the worker that saw the raid; every worker's joins must pause.
+    state = _state(app)
     if ev.on:
-        rt.raid_until[ev.chat_id] = ev.until.timestamp() if ev.until else float("inf")
+        await state.set_raid(ev.chat_id, ev.until.timestamp() if ev.until else float("inf"), app.clock.time())
     else:
-        rt.raid_until.pop(ev.chat_id, None)
+        await state.clear_raid(ev.chat_id)
 
 
 async def on_member_joined(app: App, ev: MemberJoined) -> None:
@@ -268,11 +275,11 @@ async def on_member_joined(app: App, ev: MemberJoined) -> None:
     cfg = await _cfg(app, chat_id)
     if ev.is_bot and cfg.skip_bots:
         return
-    rt = _rt(app)
-    if rt.raid_until.get(chat_id, 0.0) > app.clock.time():
+    state = _state(app)
+    if await state.raid_until(chat_id) > app.clock.time():
         # Anti-raid mode: moderation restricts or bans joiners; greeting them would amplify the raid.
         return
-    async with rt.lock(chat_id):
+    async with state.lock(chat_id):
         async with app.db() as s:
             existing = await service.get_captcha(s, chat_id, ev.user_id)
         if existing is not None and existing.status in (PENDING, PASSING, FAILING):
@@ -288,24 +295,25 @@ async def on_member_joined(app: App, ev: MemberJoined) -> None:
 async def _enqueue_greeting(app: App, cfg: WelcomeConfig, ev: MemberJoined, captcha: bool) -> bool:
     """Put the member into this window's greeting (sent now, or merged at the window's end).
 
-    Returns whether the member is now under a captcha."""
+    Returns whether the member is now under a captcha. The caller holds the chat's shared lock, so
+    the chat's open batch read here is the one every worker sees."""
     chat_id = ev.chat_id
     assert chat_id is not None
     rt = _rt(app)
+    state = _state(app)
     _ = await _tr(app, chat_id)
     now = app.clock.now()
-    batch = rt.batches.get(chat_id)
+    batch = await state.batch(chat_id)
+    stored = batch is not None
     immediate = False
     if batch is None:
-        last = rt.last_greeting.get(chat_id)
+        last = await state.last_greeting(chat_id)
         window = cfg.raid_window
         immediate = window <= 0 or last is None or app.clock.time() - last >= window
         due = now if immediate else now + timedelta(seconds=max(0.0, last + window - app.clock.time()))  # type: ignore[operator]
         token = rt.new_token()
         batch = Batch(key=f"{GREET_TIMER}:{chat_id}:{token}", token=token, due=due, challenge=None,
                       title=ev.chat_title or "")
-        if not immediate:
-            rt.batches[chat_id] = batch
     joiner = Joiner(ev.user_id, display_name(ev.first_name, None, ev.username), captcha)
     if captcha:
         if batch.challenge is None:
@@ -313,15 +321,16 @@ async def _enqueue_greeting(app: App, cfg: WelcomeConfig, ev: MemberJoined, capt
         joiner.captcha = await _start_captcha(app, cfg, chat_id, ev.user_id, batch)
     if not joiner.captcha and not cfg.greet:
         # the captcha could not start and there is no greeting to send
-        if not batch.members and rt.batches.get(chat_id) is batch:
-            del rt.batches[chat_id]
+        if stored and not batch.members:
+            await state.drop_batch(chat_id)
         return False
     batch.members.append(joiner)
     if immediate:
-        rt.last_greeting[chat_id] = app.clock.time()
-        rt.mark_flushed(batch.key)
+        await state.set_last_greeting(chat_id, app.clock.time(), cfg.raid_window)
+        await state.mark_flushed(batch.key)
         await _send_batch(app, chat_id, batch)
     else:
+        await state.save_batch(chat_id, batch, now)
         await app.timers.schedule(batch.key, GREET_TIMER, batch.due, chat_id=chat_id, payload=batch.payload(),
                                   replace=True)
     return joiner.captcha
@@ -402,20 +411,21 @@ async def on_greet_timer(app: App, fire: TimerFire) -> None:
     chat_id = fire.chat_id
     if chat_id is None:
         return
-    rt = _rt(app)
-    async with rt.lock(chat_id):
-        batch = rt.take_batch(chat_id, fire.key)
+    state = _state(app)
+    async with state.lock(chat_id):
+        batch = await state.take_batch(chat_id, fire.key)
         if batch is None:
-            if rt.was_flushed(fire.key):
+            if await state.was_flushed(fire.key):
                 return
             try:
                 batch = Batch.from_payload(fire.key, fire.due_at, fire.payload)  # after a restart
             except (KeyError, TypeError, ValueError):
                 log.warning("welcome: dropping malformed greet timer %s", fire.key)
                 return
-        rt.mark_flushed(fire.key)
-        rt.last_greeting[chat_id] = app.clock.time()
-        if not (await _cfg(app, chat_id)).enabled:
+        await state.mark_flushed(fire.key)
+        cfg = await _cfg(app, chat_id)
+        await state.set_last_greeting(chat_id, app.clock.time(), cfg.raid_window)
+        if not cfg.enabled:
             for m in batch.members:  # switched off during the window: no greeting, no captcha
                 if m.captcha:
                     await _release(app, chat_id, m.user_id, batch.token)
@@ -512,7 +522,7 @@ async def on_deadline_timer(app: App, fire: TimerFire) -> None:
         return
     if chat_id is None:
         return
-    async with _rt(app).lock(chat_id):
+    async with _state(app).lock(chat_id):
         async with app.db() as s:
             row = await service.get_captcha(s, chat_id, user_id)
         if row is None or row.token != token or row.status not in (PENDING, FAILING):
@@ -536,9 +546,9 @@ async def on_member_left(app: App, ev: MemberLeft) -> None:
     chat_id = ev.chat_id
     if chat_id is None:
         return
-    rt = _rt(app)
-    async with rt.lock(chat_id):
-        rt.drop_member(chat_id, ev.user_id)
+    state = _state(app)
+    async with state.lock(chat_id):
+        await state.drop_member(chat_id, ev.user_id, app.clock.now())
         async with app.db() as s, s.begin():
             row = await service.get_captcha(s, chat_id, ev.user_id)
             if row is None or row.status != PENDING:
@@ -582,7 +592,7 @@ async def on_captcha_button(query: CallbackQuery, ctx: Ctx) -> None:
     token, index = parsed
     chat_id = message.chat.id
     user_id = query.from_user.id
-    async with _rt(app).lock(chat_id):
+    async with _state(app).lock(chat_id):
         async with app.db() as s:
             row = await service.get_captcha(s, chat_id, user_id)
         if row is None or row.token != token:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import random
 import re
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,7 +200,7 @@ def parse_callback(data: str | None) -> tuple[str, int] | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Raid batching (per-App runtime state, no I/O)
+# Raid batching (the records; state.WelcomeState keeps them)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -253,57 +251,14 @@ class Batch:
 
 
 class WelcomeRuntime:
-    """Per-App state: open raid batches, when each chat was last greeted, caches. No I/O here."""
+    """Per-App state that needs no sharing: the random source of tokens and challenges. Everything
+    several workers must agree on (raid batches, cooldowns, caches) is in ``state.WelcomeState``."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.SystemRandom()
-        self.batches: dict[int, Batch] = {}
-        self.last_greeting: dict[int, float] = {}
-        self._flushed: set[str] = set()
-        self._flushed_order: deque[str] = deque()
-        # chat -> (fetched_at, default permissions as a dict)
-        self.permissions: dict[int, tuple[float, dict[str, bool]]] = {}
-        # chats whose admins were told that captcha needs can_restrict_members
-        self.warned_no_right: set[int] = set()
-        # chat -> unix time the anti-raid mode ends (moderation's RaidModeChanged); greetings pause.
-        self.raid_until: dict[int, float] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
-
-    def lock(self, chat_id: int) -> asyncio.Lock:
-        """Serialises the captcha/greeting steps of one chat (updates and timers run concurrently)."""
-        lock = self._locks.get(chat_id)
-        if lock is None:
-            lock = self._locks[chat_id] = asyncio.Lock()
-        return lock
 
     def new_token(self) -> str:
         return "".join(self.rng.choice("0123456789abcdef") for _ in range(10))
-
-    def mark_flushed(self, key: str) -> None:
-        if key in self._flushed:
-            return
-        self._flushed.add(key)
-        self._flushed_order.append(key)
-        if len(self._flushed_order) > 2000:
-            self._flushed.discard(self._flushed_order.popleft())
-
-    def was_flushed(self, key: str) -> bool:
-        return key in self._flushed
-
-    def take_batch(self, chat_id: int, key: str) -> Batch | None:
-        batch = self.batches.get(chat_id)
-        if batch is not None and batch.key == key:
-            del self.batches[chat_id]
-            return batch
-        return None
-
-    def drop_member(self, chat_id: int, user_id: int) -> bool:
-        batch = self.batches.get(chat_id)
-        if batch is None:
-            return False
-        before = len(batch.members)
-        batch.members = [m for m in batch.members if m.user_id != user_id]
-        return len(batch.members) != before
 
 
 # ---------------------------------------------------------------------------------------------

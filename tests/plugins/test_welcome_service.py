@@ -11,10 +11,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import session_factory
+from bot.shared import MemoryShared
 from plugins.welcome import service
 from plugins.welcome.config import CaptchaQuestion, WelcomeConfig
 from plugins.welcome.models import FAILING, KICKED, LEFT, PASSED, PASSING, PENDING
 from plugins.welcome.service import Batch, Challenge, Joiner, WelcomeRuntime
+from plugins.welcome.state import WelcomeState
 from tests.dbutil import db_url, engine_with_schema  # noqa: F401
 
 NOW = datetime(2026, 11, 18, 8, 0, tzinfo=UTC)
@@ -156,17 +158,49 @@ def test_batch_payload_round_trip() -> None:
         Batch.from_payload(batch.key, NOW, {**batch.payload(), "token": "../../x"})
 
 
-def test_runtime_batches_and_flushed_keys_are_bounded() -> None:
+def test_runtime_tokens() -> None:
     rt = WelcomeRuntime(random.Random(3))
     token = rt.new_token()
     assert len(token) == 10 and service.parse_callback(service.callback_data(token, 0)) == (token, 0)
-    rt.batches[-1] = Batch(key="k", token=token, due=NOW, challenge=None, members=[Joiner(1, "a", False)])
-    assert rt.drop_member(-1, 1) and not rt.drop_member(-1, 1)
-    assert rt.take_batch(-1, "other") is None and rt.take_batch(-1, "k") is not None and rt.batches == {}
-    for i in range(2500):
-        rt.mark_flushed(f"k{i}")
-    assert rt.was_flushed("k2499") and not rt.was_flushed("k0")
-    assert rt.lock(-1) is rt.lock(-1) and rt.lock(-1) is not rt.lock(-2)
+    assert rt.new_token() != token
+
+
+async def test_state_batch_member_and_flushed_keys() -> None:
+    shared = MemoryShared()
+    state = WelcomeState(shared)
+    batch = Batch(key="welcome.greet:-1:0123456789", token="0123456789", due=NOW + timedelta(seconds=5),
+                  challenge=Challenge("math", "1 + 1 = ?", ("2", "3"), 0), title="群",
+                  members=[Joiner(1, "a", True), Joiner(2, "b", False)])
+    assert await state.batch(-1) is None
+    await state.save_batch(-1, batch, NOW)
+    assert await state.batch(-1) == batch and await state.batch(-2) is None
+    assert await state.drop_member(-1, 1, NOW) and not await state.drop_member(-1, 1, NOW)
+    assert [m.user_id for m in (await state.batch(-1)).members] == [2]  # type: ignore[union-attr]
+    assert await state.take_batch(-1, "other") is None and await state.batch(-1) is not None
+    assert (await state.take_batch(-1, batch.key)).token == batch.token  # type: ignore[union-attr]
+    assert await state.batch(-1) is None
+    assert not await state.was_flushed(batch.key)
+    await state.mark_flushed(batch.key)
+    assert await state.was_flushed(batch.key)
+
+
+async def test_state_treats_garbled_values_as_absent() -> None:
+    shared = MemoryShared()
+    state = WelcomeState(shared)
+    for key, value in (("welcome:batch:-1", "{not json"), ("welcome:greeted:-1", "soon"),
+                       ("welcome:raid:-1", "nan"), ("welcome:perms:-1", '{"at": "x"}')):
+        await shared.set(key, value, 60)
+    assert await state.batch(-1) is None
+    assert await state.last_greeting(-1) is None
+    assert await state.raid_until(-1) == 0.0
+    assert await state.permissions(-1, 0.0, 300) is None
+    await state.set_raid(-1, float("inf"), 0.0)
+    assert await state.raid_until(-1) == float("inf")
+    await state.clear_raid(-1)
+    assert await state.raid_until(-1) == 0.0
+    await state.save_permissions(-1, {"can_send_messages": True}, 100.0, 300)
+    assert await state.permissions(-1, 399.0, 300) == {"can_send_messages": True}
+    assert await state.permissions(-1, 400.0, 300) is None  # older than max_age on the App's clock
 
 
 # ---- captcha state (SQLite, and PostgreSQL when reachable) ------------------------------------------
