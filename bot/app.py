@@ -83,7 +83,8 @@ class App:
         self.settings = settings
         self.clock = clock or Clock()
         self.plugins: dict[str, Plugin] = dict(plugin_objects) if plugin_objects is not None else discover(plugins)
-        self.engine = create_engine(settings.database.url, echo=settings.database.echo)
+        self.engine = create_engine(settings.database.url, echo=settings.database.echo,
+                                    sqlite_inline=settings.database.sqlite_inline)
         self.db = session_factory(self.engine)
         self.i18n = I18n(locale_dirs(self.plugins.values()))
         # Shared state: in this process (default) or in Redis when [redis] url is set (several workers).

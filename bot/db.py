@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from bot.sqlite_inline import inline_creator
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,20 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, sqlite_inline: bool = True) -> AsyncEngine:
+    """The engine for ``url``; SQLite runs in the event loop's thread unless ``sqlite_inline`` is off
+    (bot/sqlite_inline.py says why and what that changes)."""
     kwargs: dict[str, Any] = {"echo": echo}
+    inline = False
     if is_sqlite(url):
-        path = url.split("///", 1)[1] if "///" in url else ""
+        path = make_url(url).database or ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+        inline = sqlite_inline and bool(path) and path != ":memory:"
+        if inline:
+            kwargs["async_creator"] = inline_creator(path)
+        else:
+            kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
@@ -83,7 +92,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=10000")
+            if not inline:  # the inline driver waits for locks itself, without blocking the loop
+                cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
     return engine
