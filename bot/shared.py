@@ -623,7 +623,8 @@ class RedisShared(SharedState):
     async def rolling_items(self, key: str, *, now: float, window: float) -> list[tuple[float, str]]:
         async def remote() -> list[tuple[float, str]]:
             rows = await self.client.zrangebyscore(self.k(key), f"({now - window!r}", repr(now), withscores=True)
-            return [(float(score), member.split("|", 1)[1]) for member, score in rows]
+            # A member not written by rolling_add (no "|") is not an item: skipped, never an error.
+            return [(float(score), member.partition("|")[2]) for member, score in rows if "|" in member]
 
         return await self._guard(remote, lambda: self.local.rolling_items(key, now=now, window=window))
 
@@ -640,7 +641,8 @@ class RedisShared(SharedState):
                 args=[repr(now - window), repr(now), f"{self._member(now)}|{item}", math.ceil(window * 1000) + 1000,
                       max_items],
             )
-            return [(float(flat[i + 1]), str(flat[i]).split("|", 1)[1]) for i in range(0, len(flat) - 1, 2)]
+            pairs = ((str(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2))
+            return [(float(score), member.partition("|")[2]) for member, score in pairs if "|" in member]
 
         return await self._guard(remote, lambda: self.local.rolling_push(key, item, now=now, window=window,
                                                                          max_items=max_items))

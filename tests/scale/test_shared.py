@@ -67,6 +67,19 @@ async def test_rolling_push_returns_the_window_after_the_add(shared: SharedState
     assert await shared.rolling_push("flood:-1001:7", "30", now=115.0, window=10) == [(115.0, "30")]
 
 
+async def test_rolling_window_skips_members_it_did_not_write(redis_prefix: Any) -> None:
+    url, prefix = redis_prefix
+    shared = RedisShared(url, prefix=prefix)
+    try:
+        await shared.client.zadd(prefix + "crisis:-1001", {"junk": 100.0})
+        await shared.rolling_add("crisis:-1001", "0.5|101", now=101.0, window=60)
+        assert await shared.rolling_items("crisis:-1001", now=102.0, window=60) == [(101.0, "0.5|101")]
+        pushed = await shared.rolling_push("crisis:-1001", "x", now=103.0, window=60)
+        assert pushed == [(101.0, "0.5|101"), (103.0, "x")]
+    finally:
+        await shared.close()
+
+
 async def test_ordered_log_replicated_by_position(shared: SharedState) -> None:
     assert await shared.log_read("crisis:log:-1001", after=0) == (0, [])
     # Worker a appends from scratch; worker b (read up to 0) appends next and catches up with a's item.
