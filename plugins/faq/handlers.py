@@ -104,7 +104,7 @@ class FaqMatch(Filter):
                 rt.log_gap(chat_id, form, text, now)
                 await app.events.emit(QuestionUnanswered(chat_id=chat_id, user_id=user.id, text=text, at=now))
             return False
-        if cfg.cooldown and rt.cooling(chat_id, hit.entry.id, app.clock.time(), cfg.cooldown):
+        if cfg.cooldown and await rt.cooling(chat_id, hit.entry.id, app.clock.time(), cfg.cooldown):
             return False
         if cfg.ignore_admins and await self._admin(ctx, message):
             return False
@@ -153,7 +153,7 @@ async def on_faq_message(message: Message, ctx: Ctx, faq_hit: Hit) -> None:
     rt = _rt(ctx)
     entry = faq_hit.entry
     chat_id = message.chat.id
-    rt.mark_answered(chat_id, entry.id, app.clock.time())
+    await rt.mark_answered(chat_id, entry.id, app.clock.time())
     markup = buttons_markup(entry.buttons)
     body = _render(entry.reply_html, message)
     if entry.media_type and entry.media_file_id and entry.media_type in _MEDIA_METHODS:
@@ -446,13 +446,13 @@ async def refresh_job(app: App) -> None:
     rt = app.runtime("faq")
     if isinstance(rt, FaqRuntime):
         await rt.refresh()
-        rt.prune_cooldowns(app.clock.time(), 86_400)
 
 
 async def on_startup(app: App) -> None:
     rt = app.runtime("faq")
     if not isinstance(rt, FaqRuntime):
         return
+    rt.listen()
     async with app.db() as session:
         if await service.any_word_entries(session):
             rt.warm_words()

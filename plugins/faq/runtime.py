@@ -1,14 +1,22 @@
 """Per-App state of the faq plugin: one matcher per chat (built lazily, rebuilt on change), the
-cooldown clock, and the hit / unanswered-question buffers written by ``flush``."""
+cooldown clock, and the hit / unanswered-question buffers written by ``flush``.
+
+Several workers: a change of a chat's entries drops that chat's matcher in every worker (an
+invalidation message on ``app.shared``), and the cooldown clock lives in ``app.shared`` so that an
+entry answered by one worker is cooling down in all of them. The hit and gap buffers stay per worker
+(each worker flushes its own; /faqgaps clear drops them everywhere).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.shared import ALL
 from plugins.faq import service
 from plugins.faq.matcher import ChatMatcher, match_form, token_bounds
 
@@ -23,7 +31,13 @@ MAX_GAP_CHARS = 100
 MIN_GAP_CHARS = 2
 # Bound the in-memory buffers between two flushes.
 MAX_GAP_BUFFER = 5000
-MAX_COOLDOWN_KEYS = 20_000
+# An answer is remembered this long (a cooldown longer than a day is not kept).
+COOLDOWN_MEMORY = 86_400.0
+# Invalidation topics: a chat's entries changed; a chat's unanswered questions were cleared; the
+# revisions the leader's refresh found moved ({chat: revision}).
+TOPIC = "faq"
+GAPS_TOPIC = "faq_gaps"
+REVISIONS_TOPIC = "faq_revisions"
 
 
 class FaqRuntime:
@@ -31,7 +45,8 @@ class FaqRuntime:
         self.app = app
         self._matchers: dict[int, ChatMatcher] = {}
         self._generation: dict[int, int] = defaultdict(int)
-        self._last_answer: dict[tuple[int, int], float] = {}
+        # Several workers: each chat's revision at the leader's last refresh (None: not read yet).
+        self._revisions: dict[int, int] | None = None
         self.hits: dict[int, tuple[int, datetime]] = {}
         self.gaps: dict[tuple[int, str], list[Any]] = {}
         self._warm_task: asyncio.Task[Any] | None = None
@@ -92,33 +107,77 @@ class FaqRuntime:
         return self._matchers.get(chat_id)
 
     def invalidate(self, chat_id: int) -> None:
-        self._generation[chat_id] += 1
-        self._matchers.pop(chat_id, None)
+        """The chat's entries changed (committed): drop its matcher here and in every other worker."""
+        self.forget(chat_id)
+        self.app.shared.publish_soon(TOPIC, str(chat_id))
+
+    def forget(self, chat_id: int | None) -> None:
+        """Drop this worker's matcher of a chat (None: of every chat)."""
+        # Every chat also bumps the generation of a matcher being built right now (it is not cached).
+        chats = list(self._generation) if chat_id is None else [chat_id]
+        for chat in chats:
+            self._generation[chat] += 1
+            self._matchers.pop(chat, None)
+
+    def listen(self) -> None:
+        """Follow the other workers' changes (called once at start-up)."""
+        shared = self.app.shared
+        shared.on_invalidate(TOPIC, lambda payload: self.forget(_chat_of(payload)))
+        shared.on_invalidate(GAPS_TOPIC, lambda payload: self._forget_gaps(_chat_of(payload)))
+        shared.on_invalidate(REVISIONS_TOPIC, self._check_revisions)
+
+    def _check_revisions(self, payload: str) -> None:
+        """The leader's refresh read these revisions: drop the matchers built from an older one."""
+        if payload == ALL:
+            self.forget(None)
+            return
+        try:
+            revisions = {int(chat): int(rev) for chat, rev in json.loads(payload).items()}
+        except (ValueError, TypeError, AttributeError):
+            log.warning("faq: ignoring a malformed revisions message")
+            return
+        for chat, revision in revisions.items():
+            m = self._matchers.get(chat)
+            if m is None or m.revision != revision:
+                self.forget(chat)  # also voids a matcher being built from older entries
 
     async def refresh(self) -> int:
-        """Drop matchers whose chat changed in the database (e.g. by ``qunbot faq import``)."""
-        if not self._matchers:
+        """Drop matchers whose chat changed in the database (e.g. by ``qunbot faq import``).
+
+        Several workers (the job runs in the leader only): the revisions that moved since the leader's
+        last refresh (all of them at its first) go to every worker, which drops the matchers built from
+        an older revision; one already rebuilt after a /filter is kept."""
+        shared = self.app.shared
+        if not self._matchers and not shared.distributed:
             return 0
         async with self.app.db() as session:
             revs = await service.revisions(session)
         stale = [chat for chat, m in self._matchers.items() if revs.get(chat, 0) != m.revision]
         for chat in stale:
-            self.invalidate(chat)
+            self.forget(chat)
+        if shared.distributed:
+            known, self._revisions = self._revisions, revs
+            moved = revs if known is None else {c: r for c, r in revs.items() if known.get(c) != r}
+            if moved:
+                shared.publish_soon(REVISIONS_TOPIC, json.dumps(moved, separators=(",", ":")))
         return len(stale)
 
     # ---- cooldown ----------------------------------------------------------------------------
-    def cooling(self, chat_id: int, entry_id: int, now: float, cooldown: float) -> bool:
-        last = self._last_answer.get((chat_id, entry_id))
+    @staticmethod
+    def _answered_key(chat_id: int, entry_id: int) -> str:
+        return f"faq:answered:{chat_id}:{entry_id}"
+
+    async def cooling(self, chat_id: int, entry_id: int, now: float, cooldown: float) -> bool:
+        """Whether the entry answered in the chat (by any worker) less than ``cooldown`` seconds ago."""
+        raw = await self.app.shared.get(self._answered_key(chat_id, entry_id))
+        try:
+            last = float(raw) if raw is not None else None
+        except ValueError:  # a malformed shared value counts as no answer
+            last = None
         return last is not None and now - last < cooldown
 
-    def mark_answered(self, chat_id: int, entry_id: int, now: float) -> None:
-        if len(self._last_answer) >= MAX_COOLDOWN_KEYS:
-            self.prune_cooldowns(now, 86_400)
-        self._last_answer[(chat_id, entry_id)] = now
-
-    def prune_cooldowns(self, now: float, max_age: float) -> None:
-        for key in [k for k, t in self._last_answer.items() if now - t >= max_age]:
-            del self._last_answer[key]
+    async def mark_answered(self, chat_id: int, entry_id: int, now: float) -> None:
+        await self.app.shared.set(self._answered_key(chat_id, entry_id), repr(now), COOLDOWN_MEMORY)
 
     # ---- buffers -------------------------------------------------------------------------------
     def count_hit(self, entry_id: int, at: datetime) -> None:
@@ -144,6 +203,13 @@ class FaqRuntime:
         return {q: (row[0], row[1]) for (c, q), row in self.gaps.items() if c == chat_id}
 
     def drop_gaps(self, chat_id: int) -> None:
+        """/faqgaps clear: drop the chat's buffered questions here and in every other worker."""
+        self._forget_gaps(chat_id)
+        self.app.shared.publish_soon(GAPS_TOPIC, str(chat_id))
+
+    def _forget_gaps(self, chat_id: int | None) -> None:
+        if chat_id is None:
+            return  # an outage's "drop everything": buffered questions are data, not a cache
         for key in [k for k in self.gaps if k[0] == chat_id]:
             del self.gaps[key]
 
@@ -169,3 +235,11 @@ class FaqRuntime:
             else:
                 cur[0] += r["count"]
                 cur[2] = min(cur[2], r["first_at"])
+
+
+def _chat_of(payload: str) -> int | None:
+    """An invalidation payload: a chat id, or None for "every chat" ("*" or anything unreadable)."""
+    try:
+        return int(payload)
+    except ValueError:
+        return None
