@@ -9,6 +9,9 @@ also what ``/endcontest`` and a quiz win call:
 2. points, each with a deterministic ledger reference (``pk:<id>:<user>:join|win``,
    ``quiz:<id>:<user>:win``), so paying again changes nothing;
 3. the announcement, then ``announced_at``; a failure raises so the timer retries.
+
+Closing, votes, lottery entries (several workers) and live-count edits of one contest run under its
+shared lock (``sync.contest_lock``); plugins/polls/sync.py explains how several workers stay in step.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import Member, User
 from bot.services.members import PRESENT
-from plugins.polls import service
+from plugins.polls import service, sync
 from plugins.polls.draw import commitment, draw_winners, entrants_digest
 from plugins.polls.models import CANCELLED, CLOSED, OPEN, Contest
 from plugins.polls.render import (
@@ -82,6 +85,7 @@ async def cfg_of(app: App, chat_id: int) -> PollsConfig:
 async def on_startup(app: App) -> None:
     """Rebuild the in-memory state of open contests and make sure each has its close timer."""
     rt = rt_of(app)
+    sync.install(app)
     async with app.db() as s:
         contests = await service.open_contests(s)
         entrants = await service.entrants_of(s, [c.id for c in contests if c.kind == "lottery"])
@@ -143,8 +147,16 @@ async def open_contest(
     contest.message_id, contest.poll_id = message_id, poll_id
     rt = rt_of(app)
     rt.track(contest)
-    rt.last_edit[contest.id] = app.clock.time()
+    await sync.edited(app, contest.id, app.clock.time())
+    sync.announce(app, chat_id)
     return contest
+
+
+def forget(app: App, contest: Contest) -> None:
+    """Stop serving a closing contest here, and tell the other workers to stop too."""
+    rt_of(app).forget(contest)
+    sync.forget(app, contest.id)
+    sync.announce(app, contest.chat_id)
 
 
 # ------------------------------------------------------------------------------------------ live counts
@@ -154,31 +166,31 @@ async def request_refresh(app: App, contest: Contest) -> None:
     At most one edit per message per ``edit_interval_seconds`` (default 3 s, i.e. 20 edits a minute,
     the per-group budget Telegram allows): the first change edits at once; changes within the
     interval arm one durable ``polls.refresh`` timer at last_edit + interval, and that edit shows
-    the counts as they are then.
+    the counts as they are then. The interval is kept across workers (``app.shared``).
     """
-    rt = rt_of(app)
     cid = contest.id
-    if cid in rt.refresh_pending:
-        return
-    interval = (await cfg_of(app, contest.chat_id)).edit_interval_seconds
-    now = app.clock.time()
-    last = rt.last_edit.get(cid)
-    if last is None or now - last >= interval:
-        rt.last_edit[cid] = now
-        await refresh(app, cid)
-        return
-    rt.refresh_pending.add(cid)
-    due = last + interval
-    await app.timers.schedule(f"polls:refresh:{cid}:{int(due * 1000)}", REFRESH_TIMER,
-                              datetime.fromtimestamp(due, UTC), chat_id=contest.chat_id, payload={"id": cid})
+    async with sync.contest_lock(app, cid):
+        if await sync.pending(app, cid):
+            return
+        interval = (await cfg_of(app, contest.chat_id)).edit_interval_seconds
+        now = app.clock.time()
+        last = await sync.last_edit(app, cid)
+        if last is None or now - last >= interval:
+            await sync.edited(app, cid, now)
+            await refresh(app, cid)
+            return
+        due = last + interval
+        await sync.set_pending(app, cid, due, now)
+        await app.timers.schedule(f"polls:refresh:{cid}:{int(due * 1000)}", REFRESH_TIMER,
+                                  datetime.fromtimestamp(due, UTC), chat_id=contest.chat_id, payload={"id": cid})
 
 
 async def on_refresh_timer(app: App, fire: TimerFire) -> None:
     cid = int(fire.payload["id"])
-    rt = rt_of(app)
-    rt.refresh_pending.discard(cid)
-    rt.last_edit[cid] = app.clock.time()
-    await refresh(app, cid)
+    async with sync.contest_lock(app, cid):
+        await sync.clear_pending(app, cid)
+        await sync.edited(app, cid, app.clock.time())
+        await refresh(app, cid)
 
 
 async def _live_view(app: App, contest: Contest, *, closed: bool = False) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -195,7 +207,8 @@ async def _live_view(app: App, contest: Contest, *, closed: bool = False) -> tup
         entrants = rt_of(app).entrants.get(contest.id)
         if closed and "entrants" in final:
             n = int(final["entrants"])
-        elif entrants is None or closed:
+        elif entrants is None or closed or app.shared.distributed:
+            # Several workers write every entry at once (handlers.join_lottery): the database counts them all.
             async with app.db() as s:
                 n = len(await service.entrant_ids(s, contest.id))
         else:
@@ -205,14 +218,16 @@ async def _live_view(app: App, contest: Contest, *, closed: bool = False) -> tup
 
 
 async def refresh(app: App, contest_id: int) -> None:
+    """Edit the live-count message (callers hold the contest lock)."""
+    await sync.reload(app)
     rt = rt_of(app)
     contest = rt.live.get(contest_id)
     if contest is None or contest.message_id is None or contest.kind not in ("pk", "lottery"):
         return
     text, markup = await _live_view(app, contest)
-    if rt.last_render.get(contest_id) == text:
+    remaining = (contest.closes_at - app.clock.now()).total_seconds()
+    if await sync.shows(app, contest_id, text, max(0.0, remaining)):
         return  # nothing changed (a switched-back vote): Telegram would answer "message is not modified"
-    rt.last_render[contest_id] = text
     app.call(contest.chat_id, EditMessageText(chat_id=contest.chat_id, message_id=contest.message_id, text=text,
                                               reply_markup=markup))
 
@@ -232,8 +247,14 @@ async def on_close_timer(app: App, fire: TimerFire) -> None:
 
 async def finalize(app: App, contest_id: int) -> bool:
     """Close (if open), pay and announce; safe to call any number of times. False: nothing to do."""
-    rt = rt_of(app)
-    async with rt.lock_for(contest_id):
+    live = rt_of(app).live.get(contest_id)
+    if live is not None:
+        # Live input stops here, and what this worker buffered (joins, answers, arguments, replies) is
+        # in the DB from here on. Before the lock: a flush waits for the updates in progress, and one of
+        # them may be waiting for this lock (a vote).
+        forget(app, live)
+        await app.flush()
+    async with sync.contest_lock(app, contest_id):
         async with app.db() as s:
             contest = await service.get(s, contest_id)
         if contest is None or contest.status == CANCELLED:
@@ -243,8 +264,7 @@ async def finalize(app: App, contest_id: int) -> bool:
                 # Never posted (the bot died between creating and posting): nothing to close.
                 await cancel(app, contest_id, by=None, quiet=True, locked=True)
                 return False
-            rt.forget(contest)
-            await app.flush()  # buffered joins, answers, arguments and replies are in the DB from here on
+            forget(app, contest)
             result = await _compute(app, contest)
             async with app.db() as s, s.begin():
                 await service.close(s, contest_id, result, app.clock.now())
@@ -266,16 +286,15 @@ async def finalize(app: App, contest_id: int) -> bool:
 
 async def cancel(app: App, contest_id: int, *, by: int | None, quiet: bool = False, locked: bool = False) -> bool:
     """open -> cancelled: no result, no points; the message loses its buttons (a poll is stopped)."""
-    rt = rt_of(app)
     if not locked:
-        async with rt.lock_for(contest_id):
+        async with sync.contest_lock(app, contest_id):
             return await cancel(app, contest_id, by=by, quiet=quiet, locked=True)
     async with app.db() as s, s.begin():
         contest = await service.get(s, contest_id)
         if contest is None or not await service.close(s, contest_id, {"cancelled_by": by}, app.clock.now(),
                                                        status=CANCELLED):
             return False
-    rt.forget(contest)
+    forget(app, contest)
     await app.timers.cancel(close_key(contest_id))
     if quiet or contest.message_id is None:
         return True

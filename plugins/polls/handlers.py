@@ -14,7 +14,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InputPollOption, Mes
 from bot.commands import GROUP_TYPES, connected_chat
 from bot.context import Ctx
 from bot.plugin import UsageError
-from plugins.polls import engine, service
+from plugins.polls import engine, service, sync
 from plugins.polls.config import PollsConfig
 from plugins.polls.draw import commitment, draw_winners, entrants_digest, new_seed
 from plugins.polls.engine import chat_texts, rt_of
@@ -212,6 +212,7 @@ async def cmd_lottery(message: Message, ctx: Ctx) -> None:
             raise UsageError(
                 ctx._("中奖名额（{n}）不能多于可参与的群成员数（{m}）。").format(n=spec.winners, m=possible)
             )
+    await sync.reload(app)
     rt = rt_of(app)
     if spec.keyword and rt.normalize(spec.keyword) in rt.keywords.get(chat_id, {}):
         raise UsageError(ctx._("本群已有进行中的抽奖在用这个口令：{keyword}").format(keyword=esc(spec.keyword)))
@@ -424,9 +425,10 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
     if user.is_bot or not await engine.is_member(app, contest.chat_id, user.id):
         await _answer(query, ctx._("只有本群成员可以参与。"), alert=True)
         return
+    await sync.reload(app)
     if action == "v":
         assert side is not None
-        async with app.db() as s, s.begin():
+        async with sync.contest_lock(app, contest_id), app.db() as s, s.begin():  # not while it is being closed
             vote = await service.pk_vote(s, contest_id, user.id, side, ctx.now())
         if vote is None:
             await _answer(query, ctx._("这个活动已经结束了。"), alert=True)
@@ -443,7 +445,7 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
         await _answer(query, ctx._("管理员不参与本次抽奖。"), alert=True)
         return
     rt = rt_of(app)
-    joined = join_lottery(ctx, contest_id, user.id, "button")
+    joined = await join_lottery(ctx, contest_id, user.id, "button")
     if joined is None:
         await _answer(query, ctx._("这个活动已经结束了。"), alert=True)
     elif joined:
@@ -453,12 +455,23 @@ async def on_button(query: CallbackQuery, ctx: Ctx) -> None:
         await _answer(query, ctx._("你已经参与过了。"))
 
 
-def join_lottery(ctx: Ctx, contest_id: int, user_id: int, source: str) -> bool | None:
+async def join_lottery(ctx: Ctx, contest_id: int, user_id: int, source: str) -> bool | None:
     """Add an entrant in memory and buffer the row (written by the batch flush).
 
-    False: already in; None: the draw is no longer open (it is being drawn or was cancelled)."""
-    rt = rt_of(ctx.app)
+    False: already in; None: the draw is no longer open (it is being drawn or was cancelled).
+    Several workers: the row is written at once, under the contest's lock, so the database knows who
+    is in whichever worker they entered through, and an entry never lands after the draw read them."""
+    app = ctx.app
+    rt = rt_of(app)
     entrants = rt.entrants.get(contest_id)
+    if app.shared.distributed:
+        if entrants is not None and user_id in entrants:
+            return False
+        async with sync.contest_lock(app, contest_id), app.db() as s, s.begin():
+            joined = await service.enter(s, contest_id, user_id, source, ctx.now())
+        if joined is not None and entrants is not None:
+            entrants.add(user_id)
+        return joined
     if entrants is None:
         return None
     if user_id in entrants:
@@ -474,10 +487,12 @@ def join_lottery(ctx: Ctx, contest_id: int, user_id: int, source: str) -> bool |
 
 # ------------------------------------------------------------------------------------------ native polls
 async def known_poll(poll: Poll, ctx: Ctx) -> bool:
+    await sync.reload(ctx.app)
     return poll.id in rt_of(ctx.app).polls
 
 
 async def known_answer(answer: PollAnswer, ctx: Ctx) -> bool:
+    await sync.reload(ctx.app)
     return answer.poll_id in rt_of(ctx.app).polls
 
 
@@ -509,10 +524,13 @@ async def on_poll_answer(answer: PollAnswer, ctx: Ctx) -> None:
 async def observe(message: Message, ctx: Ctx) -> None:
     """Every group message: quiz answers, lottery keywords, PK arguments and replies to them.
 
-    Nothing to do (no open quiz, keyword lottery or PK in the chat) costs three dict lookups. Joins,
-    arguments and reply counts go to buffers; only a quiz win touches the database at once.
+    Nothing to do (no open quiz, keyword lottery or PK in the chat) costs a flag test and three dict
+    lookups. Joins, arguments and reply counts go to buffers; only a quiz win touches the database at
+    once (and, with several workers, a lottery entry).
     """
     rt = rt_of(ctx.app)
+    if rt.dirty:  # another worker opened or closed a contest
+        await sync.reload(ctx.app)
     chat_id = message.chat.id
     quizzes = rt.quizzes.get(chat_id)
     keywords = rt.keywords.get(chat_id)
@@ -526,7 +544,7 @@ async def observe(message: Message, ctx: Ctx) -> None:
     if not text or text[0] == "/":
         return
     if pks is not None:
-        _observe_pk(ctx, message, text, user.id, chat_id)
+        await _observe_pk(ctx, message, text, user.id, chat_id)
     if (quizzes is None and keywords is None) or len(text) > MATCH_MAX_CHARS:
         return
     norm = rt.normalize(text)
@@ -538,7 +556,7 @@ async def observe(message: Message, ctx: Ctx) -> None:
                 contest is not None and contest.data.get("exclude_admins", True)
                 and await ctx.app.admins.is_admin(chat_id, user.id)
             )
-            if not excluded and join_lottery(ctx, contest_id, user.id, "keyword") and contest is not None:
+            if not excluded and await join_lottery(ctx, contest_id, user.id, "keyword") and contest is not None:
                 await engine.request_refresh(ctx.app, contest)
     if quizzes is not None:
         for quiz in list(quizzes.values()):
@@ -547,11 +565,13 @@ async def observe(message: Message, ctx: Ctx) -> None:
                 break
 
 
-def _observe_pk(ctx: Ctx, message: Message, text: str, user_id: int, chat_id: int) -> None:
+async def _observe_pk(ctx: Ctx, message: Message, text: str, user_id: int, chat_id: int) -> None:
     rt = rt_of(ctx.app)
     reply = message.reply_to_message
     if reply is not None:
         tracked = rt.arguments.get((chat_id, reply.message_id))
+        if tracked is None and ctx.app.shared.distributed:
+            tracked = await _shared_argument(ctx, chat_id, reply.message_id)
         if tracked is not None and tracked[1] != user_id:
             rt.buf_replies[(tracked[0], reply.message_id)] += 1
     first = text.lstrip()[:1]
@@ -576,11 +596,25 @@ def _observe_pk(ctx: Ctx, message: Message, text: str, user_id: int, chat_id: in
     if key in rt.arguments:
         return
     rt.arguments[key] = (pk.contest_id, user_id)
+    if ctx.app.shared.distributed:
+        # Replies to it may reach other workers before they could read it from the database.
+        ttl = max(0.0, (contest.closes_at - ctx.now()).total_seconds()) + sync.SLACK
+        await ctx.app.shared.set(f"polls:arg:{chat_id}:{message.message_id}", f"{pk.contest_id}:{user_id}", ttl)
     rt.buf_arguments[key] = {
         "contest_id": pk.contest_id, "message_id": message.message_id, "chat_id": chat_id, "side": side,
         "user_id": user_id, "excerpt": (argument or text.strip())[:EXCERPT_MAX], "replies": 0,
         "created_at": ctx.now(),
     }
+
+
+async def _shared_argument(ctx: Ctx, chat_id: int, message_id: int) -> tuple[int, int] | None:
+    """(contest, author) of a PK argument another worker saw being tagged; None if it is not one."""
+    raw = await ctx.app.shared.get(f"polls:arg:{chat_id}:{message_id}")
+    contest, _, author = (raw or "").partition(":")
+    if not (contest.isdigit() and author.isdigit()) or int(contest) not in rt_of(ctx.app).live:
+        return None
+    tracked = rt_of(ctx.app).arguments[(chat_id, message_id)] = (int(contest), int(author))
+    return tracked
 
 
 async def _win_quiz(ctx: Ctx, contest_id: int, user_id: int, message_id: int) -> None:
@@ -589,7 +623,7 @@ async def _win_quiz(ctx: Ctx, contest_id: int, user_id: int, message_id: int) ->
     contest = rt.live.get(contest_id)
     if contest is None:
         return
-    rt.forget(contest)  # nobody else can match it from now on
+    engine.forget(app, contest)  # nobody else can match it from now on
     try:
         async with app.db() as s, s.begin():
             won = await service.claim_quiz(s, contest_id, user_id, message_id, ctx.now())

@@ -3,8 +3,10 @@
 The observer runs on every group message, so everything it needs is in memory: which chats have an
 open quiz, lottery keyword or PK, the normalized answers/keywords, who already entered a lottery and
 which messages are tagged PK arguments. Joins, poll answers, arguments and reply counts are buffered
-here and written by ``flush`` in the core's batch transaction. ``load`` rebuilds it from the database
-at start, so a restart loses nothing that was committed.
+here and written by ``flush`` in the core's batch transaction. ``on_startup`` rebuilds it from the
+database, so a restart loses nothing that was committed; with several workers, ``sync.reload`` rebuilds
+the chats another worker opened or closed a contest in (see plugins/polls/sync.py). What workers must
+agree on at once (the live-count edit coalescing, per-contest locks) lives in ``app.shared``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ _BRACKET_TAG = re.compile(r"^[\[【［(（〔]\s*([^\]】］)）〕]{1,40}?)\s*[
 SIDE_WORDS = (("a", "正方", "红方", "甲方"), ("b", "反方", "蓝方", "乙方"))
 MEMBER_CACHE_SECONDS = 600.0
 MEMBER_CACHE_MAX = 20_000
+GONE_MAX = 5_000
 
 
 def own_normalize(text: str) -> str:
@@ -67,12 +71,16 @@ class PollsRuntime:
     buf_arguments: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     buf_replies: Counter[tuple[int, int]] = field(default_factory=Counter)
     buf_poll_counts: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # live-count message edits (debounce)
-    last_edit: dict[int, float] = field(default_factory=dict)
-    refresh_pending: set[int] = field(default_factory=set)
-    last_render: dict[int, str] = field(default_factory=dict)
     member_ok: dict[tuple[int, int], float] = field(default_factory=dict)
-    locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    # Coherence with other workers (plugins/polls/sync.py): who we are in invalidation messages, the
+    # chats to rebuild from the database (``dirty``: one flag for the message path to test), and the
+    # contests forgotten here, which a rebuild must not bring back while they are being closed.
+    origin: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    stale: set[int] = field(default_factory=set)
+    stale_all: bool = False
+    dirty: bool = False
+    gone: dict[int, None] = field(default_factory=dict)
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _normalizer: Callable[[str], str] | None = None
 
     # ---- normalization ---------------------------------------------------------------------------
@@ -95,6 +103,7 @@ class PollsRuntime:
         """Start serving an open contest from memory."""
         cid, chat = contest.id, contest.chat_id
         data = contest.data or {}
+        self.gone.pop(cid, None)
         self.live[cid] = contest
         if contest.kind == "quiz":
             answers = frozenset(self.normalize(a) for a in data.get("answers", []))
@@ -140,18 +149,24 @@ class PollsRuntime:
         if contest.kind == "pk":
             for key in [k for k, v in self.arguments.items() if v[0] == cid]:
                 del self.arguments[key]
-        self.last_edit.pop(cid, None)
-        self.last_render.pop(cid, None)
-        self.refresh_pending.discard(cid)
+        self.gone[cid] = None
+        while len(self.gone) > GONE_MAX:
+            del self.gone[next(iter(self.gone))]
 
-    def lock_for(self, contest_id: int) -> asyncio.Lock:
-        lock = self.locks.get(contest_id)
-        if lock is None:
-            if len(self.locks) > 1000:
-                for key in [k for k, v in self.locks.items() if not v.locked()]:
-                    del self.locks[key]
-            lock = self.locks[contest_id] = asyncio.Lock()
-        return lock
+    # ---- other workers ---------------------------------------------------------------------------
+    def invalidated(self, payload: str) -> None:
+        """An invalidation message: ``<origin>:<chat id>`` (a contest opened or closed there), or ``*``."""
+        if payload == "*":
+            self.stale_all = self.dirty = True
+            return
+        origin, _, chat = payload.partition(":")
+        if origin == self.origin:
+            return  # our own change: this memory has it already
+        try:
+            self.stale.add(int(chat))
+        except ValueError:
+            return
+        self.dirty = True
 
     # ---- PK tags ---------------------------------------------------------------------------------
     @staticmethod

@@ -166,6 +166,20 @@ async def arguments_of(s: AsyncSession, contest_ids: Iterable[int]) -> list[Argu
 
 
 # ------------------------------------------------------------------------------------------ lottery / polls
+async def enter(s: AsyncSession, contest_id: int, user_id: int, source: str, now: datetime) -> bool | None:
+    """A lottery entry written at once (several workers): True new, False already in, None not open.
+
+    The caller holds the contest's lock, so the status read here cannot change before the commit."""
+    status = await s.scalar(select(Contest.status).where(Contest.id == contest_id))
+    if status != OPEN:
+        return None
+    if await s.get(Entry, (contest_id, user_id)) is not None:
+        return False
+    s.add(Entry(contest_id=contest_id, user_id=user_id, source=source, created_at=now, updated_at=now))
+    await s.flush()
+    return True
+
+
 async def entrant_ids(s: AsyncSession, contest_id: int) -> list[int]:
     rows = await s.scalars(select(Entry.user_id).where(Entry.contest_id == contest_id).order_by(Entry.user_id))
     return [int(u) for u in rows]
