@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.inprocess import populate_world
 from bench.traffic import generate
+from bot.heap import settle_after_start
 
 TOKEN = "123456:BENCH-token-not-real-000000000000"
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,7 @@ async def child_qunbot(api: str, workdir: Path) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, app.stop_event.set)
     await app.start()
+    settle_after_start()  # as `qunbot run` does
     try:
         await poll(app)
     finally:
@@ -70,6 +72,7 @@ async def child_baseline(api: str) -> None:
         return None
 
     dp.include_router(router)
+    settle_after_start()  # the same process settings as qunbot's, so the ratio compares the code
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

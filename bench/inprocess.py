@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.traffic import Traffic, generate
+from bot.heap import settle_after_start
 
 
 def populate_world(world: Any, traffic: Traffic) -> None:
@@ -59,6 +60,7 @@ async def run_bare(traffic: Traffic, token: str) -> dict[str, Any]:
         return None
 
     dp.include_router(router)
+    settle_after_start()  # the same process settings as qunbot's, so the ratio compares the code
     latencies: list[float] = []
     t_start = time.perf_counter()
     for raw in traffic.updates:
@@ -102,6 +104,7 @@ async def run_full(traffic: Traffic, token: str, plugins: list[str] | None, work
                 await result
         nlp.tokenize("预热一下分词器")
         nlp.sentiment("预热一下情感模型")
+    settle_after_start()  # as `qunbot run` does after start-up
     from collections import defaultdict
 
     from bot.app import update_chat_key

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from bot.heap import settle_after_start
 from bot.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("qunbot")
@@ -34,6 +35,7 @@ async def _run(settings: Settings, early_stop: threading.Event) -> int:
     if early_stop.is_set():
         app.stop_event.set()
     await app.start()
+    settle_after_start()
     log.info("qunbot running with plugins: %s", ", ".join(app.plugins))
     try:
         await poll(app)

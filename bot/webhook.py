@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.heap import settle_after_start
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -419,7 +420,7 @@ async def run_worker(settings: Settings, early_stop: threading.Event, *, migrate
             loop.add_signal_handler(sig, app.stop_event.set)
     if early_stop.is_set():
         app.stop_event.set()
-    await serve(app, settings, reuse_port=reuse_port)
+    await serve(app, settings, reuse_port=reuse_port, ready=lambda _port: settle_after_start())
     log.info("webhook worker %d stopped", os.getpid())
     return 0
 
