@@ -282,8 +282,21 @@ class MemoryShared(SharedState):
     async def rolling_push(
         self, key: str, item: str, *, now: float, window: float, max_items: int = 10_000
     ) -> list[tuple[float, str]]:
-        await self.rolling_add(key, item, now=now, window=window, max_items=max_items)
-        return list(self._rolling[key][1])
+        # rolling_add inlined: this runs for every message of a chat (moderation's flood window).
+        self._tick()
+        if now > self._last_now:
+            self._last_now = now
+        entry = self._rolling.get(key)
+        if entry is None or entry[0] != window:
+            items: deque[tuple[float, str]] = entry[1] if entry is not None else deque()
+            self._rolling[key] = (window, items)
+        else:
+            items = entry[1]
+        items.append((now, item))
+        edge = now - window
+        while items and (items[0][0] <= edge or len(items) > max_items):
+            items.popleft()
+        return list(items)
 
     async def log_append(
         self, key: str, item: str, *, after: int, ttl: float, max_items: int = 10_000
