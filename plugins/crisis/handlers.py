@@ -91,9 +91,8 @@ async def _status(message: Message, ctx: Ctx) -> None:
     assert isinstance(cfg, CrisisConfig)
     _ = ctx._
     p = rt.profile(cfg).signal
-    sig = rt.signal(chat_id)
+    sig, inc = await rt.view(chat_id, cfg)
     snap = sig.snapshot(ctx.app.clock.time(), p, 0)
-    inc = rt.incidents.get(chat_id)
     lines = [_("🛡 <b>危机监测</b> · {chat}").format(chat=render.chat_label(sig.title or message.chat.title or "",
                                                                           chat_id))]
     if inc is None:

@@ -5,15 +5,21 @@ config), append it to the chat's window, and at most every ``eval_seconds`` per 
 an instant combination) compute the score and the level. Only a level change touches the database
 (one transaction: incident, timeline, outbox rows) and the network (queued sends). Running aggregates
 of open incidents and learned baselines are written by ``flush`` in the core's batch transaction.
+
+Several workers (``app.shared`` in Redis): ``sync`` shares the window, the chat's state and the
+incident's version (plugins/crisis/sync.py), decisions take the chat's shared lock, and each worker
+adds to the incident's aggregates what it observed (``flush`` merges deltas into the row).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
+import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,11 +29,14 @@ from aiogram.methods import EditMessageText
 from aiogram.types import ChatPermissions, InlineKeyboardMarkup, Message
 from sqlalchemy.exc import IntegrityError
 
+from bot.models import Chat
 from bot.services.events import CrisisChanged
+from bot.shared import ALL
 from plugins.crisis import render, service
 from plugins.crisis.config import CrisisConfig
 from plugins.crisis.lexicon import AnalysisParams, Lexicon, analyze
 from plugins.crisis.signal import ChatSignal, LevelState, Record, SignalParams, Snapshot, is_calm, step
+from plugins.crisis.sync import TOPIC, ChatState, CrisisSync
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -70,14 +79,49 @@ class OpenIncident:
     keywords: Counter[str] = field(default_factory=Counter)
     evidence: list[dict[str, Any]] = field(default_factory=list)
     dirty: bool = False
+    # What this worker noted since its last flush (several workers add their deltas to the row).
+    new_messages: int = 0
+    new_members: dict[int, str] = field(default_factory=dict)
+    new_keywords: Counter[str] = field(default_factory=Counter)
+    fresh_evidence: bool = False  # set by this worker since its last flush
 
     def note(self, record: Record) -> None:
         """A risk or negative message while the incident is open."""
         self.messages += 1
+        self.new_messages += 1
         if record.weights and len(self.members) < MAX_INCIDENT_MEMBERS:
             self.members.setdefault(record.user_id, record.name)
+            self.new_members.setdefault(record.user_id, record.name)
         self.keywords.update(record.keywords)
+        self.new_keywords.update(record.keywords)
         self.dirty = True
+
+    def take_new(self) -> tuple[int, dict[int, str], Counter[str]]:
+        new = (self.new_messages, self.new_members, self.new_keywords)
+        self.new_messages, self.new_members, self.new_keywords = 0, {}, Counter()
+        return new
+
+    def give_back(self, new: tuple[int, dict[int, str], Counter[str]]) -> None:
+        """A flush that failed: its deltas go out with the next one."""
+        self.new_messages += new[0]
+        for uid, name in new[1].items():
+            self.new_members.setdefault(uid, name)
+        self.new_keywords.update(new[2])
+        self.dirty = True
+
+    def adopt(self, old: OpenIncident) -> None:
+        """Re-read from the database: keep what this worker noted and has not flushed yet."""
+        self.messages += old.new_messages
+        for uid, name in old.new_members.items():
+            if len(self.members) < MAX_INCIDENT_MEMBERS:
+                self.members.setdefault(uid, name)
+        self.keywords.update(old.new_keywords)
+        self.new_messages, self.new_members, self.new_keywords = old.new_messages, old.new_members, old.new_keywords
+        if old.dirty:
+            self.peak_score = max(self.peak_score, old.peak_score)
+            self.dirty = True
+        if old.fresh_evidence:
+            self.evidence, self.fresh_evidence = old.evidence, True
 
 
 def signal_params(cfg: CrisisConfig) -> SignalParams:
@@ -132,6 +176,10 @@ class CrisisRuntime:
         self._inflight: set[int] = set()
         self.warm_task: asyncio.Task[None] | None = None
         self.started = False
+        # Several workers: the shared window, chat state and incident versions (None: one process).
+        self.sync: CrisisSync | None = CrisisSync(app.shared) if app.shared.distributed else None
+        self._stale: set[int] = set()  # chats whose open incident another worker changed
+        self._stale_all = False  # after a Redis outage: every open incident
         # Admin ids per chat, refreshed in the background (the observer never waits for the network
         # except once, the first time a risky message arrives in a chat).
         self._admin_ids: dict[int, tuple[float, frozenset[int]]] = {}
@@ -169,6 +217,115 @@ class CrisisRuntime:
             lock = self._locks[chat_id] = asyncio.Lock()
         return lock
 
+    @contextlib.asynccontextmanager
+    async def _chat(
+        self, chat_id: int, cfg: CrisisConfig | None = None, *, save: bool = True,
+    ) -> AsyncIterator[ChatSignal]:
+        """The chat's lock around a decision, yielding its signal. Several workers: the lock is shared,
+        the window has every worker's messages and the incident, the baseline and the last evaluation
+        are read from the shared chat state first and written back after (``save``)."""
+        if self.sync is None:
+            async with self._lock(chat_id):
+                yield self.signal(chat_id)
+            return
+        if cfg is None:
+            cfg = await self.cfg(chat_id)
+        async with self.app.shared.lock(f"crisis:{chat_id}"):
+            sig = self.signal(chat_id)
+            await self.sync.catch_up(sig, self.app.clock.time(), cfg.window_minutes * 60)
+            version = await self._load_state(chat_id, sig)
+            before = self._incident_key(chat_id)
+            yield sig
+            if save:
+                await self._save_state(chat_id, sig, version, changed=self._incident_key(chat_id) != before)
+
+    # ---- several workers: the shared chat state -------------------------------------------------------
+    def _incident_key(self, chat_id: int) -> tuple[Any, ...] | None:
+        inc = self.incidents.get(chat_id)
+        return None if inc is None else (inc.id, inc.state.level, inc.state.since, inc.state.floor, inc.acked)
+
+    async def _load_state(self, chat_id: int, sig: ChatSignal) -> int:
+        """Adopt the chat's shared state; re-read the incident when another worker changed it."""
+        assert self.sync is not None
+        state = await self.sync.read_state(chat_id)
+        if state is None:  # never shared, expired or garbled: the database knows the incident
+            await self._reload_incident(chat_id)
+            return self.sync.versions.get(chat_id, 0)
+        if state.last_eval is not None:
+            sig.last_eval = state.last_eval
+        if state.baseline is not None:
+            b = sig.baseline
+            b.rate, b.negative_share, b.score, b.samples, b.updated_at = state.baseline
+        if self.sync.versions.get(chat_id) != state.version or chat_id in self._stale or self._stale_all:
+            await self._reload_incident(chat_id)
+            self.sync.versions[chat_id] = state.version
+        inc = self.incidents.get(chat_id)
+        if inc is not None:
+            inc.state.calm_since = state.calm_since if state.incident == inc.id else None
+        return state.version
+
+    async def _save_state(self, chat_id: int, sig: ChatSignal, version: int, *, changed: bool) -> None:
+        assert self.sync is not None
+        if changed:
+            version += 1
+            self.app.shared.publish_soon(TOPIC, str(chat_id))  # the observers of the other workers
+        self.sync.versions[chat_id] = version
+        inc = self.incidents.get(chat_id)
+        b = sig.baseline
+        learned = b.samples > 0
+        await self.sync.write_state(chat_id, ChatState(
+            version=version, last_eval=sig.last_eval if math.isfinite(sig.last_eval) else None,
+            baseline=(b.rate, b.negative_share, b.score, b.samples, b.updated_at) if learned else None,
+            incident=inc.id if inc is not None else None, calm_since=inc.state.calm_since if inc is not None else None,
+        ))
+
+    async def _reload_incident(self, chat_id: int) -> None:
+        async with self.app.db() as s:
+            row = await service.open_for_chat(s, chat_id)
+        self._stale.discard(chat_id)
+        self._adopt(chat_id, row)
+
+    async def _reload_all(self) -> None:
+        """After a Redis outage (invalidations may be lost): every open incident from the database."""
+        self._stale_all = False
+        async with self.app.db() as s:
+            rows = await service.all_open(s)
+        self._stale.clear()
+        open_chats = {row.chat_id for row in rows}
+        for chat_id in [c for c in self.incidents if c not in open_chats]:
+            self._adopt(chat_id, None)
+        for row in rows:
+            self._adopt(row.chat_id, row)
+
+    def _adopt(self, chat_id: int, row: CrisisIncident | None) -> None:
+        old = self.incidents.pop(chat_id, None)
+        if row is None:
+            return
+        inc = self._from_row(row)
+        if old is not None and old.id == inc.id:
+            inc.adopt(old)
+        self.incidents[chat_id] = inc
+        sig = self.signal(chat_id)
+        sig.title = sig.title or row.chat_title
+
+    def _remote_change(self, payload: str) -> None:
+        """Another worker changed a chat's incident: re-read it before using it."""
+        if payload == ALL:
+            self._stale_all = True
+            return
+        try:
+            self._stale.add(int(payload))
+        except ValueError:
+            self._stale_all = True
+
+    async def _current_incident(self, chat_id: int) -> OpenIncident | None:
+        """The open incident (several workers: re-read when another worker changed it)."""
+        if self._stale_all:
+            await self._reload_all()
+        if chat_id in self._stale:
+            await self._reload_incident(chat_id)
+        return self.incidents.get(chat_id)
+
     def signal(self, chat_id: int) -> ChatSignal:
         sig = self.signals.get(chat_id)
         if sig is None:
@@ -203,6 +360,10 @@ class CrisisRuntime:
             self.incidents[row.chat_id] = self._from_row(row)
             sig = self.signal(row.chat_id)
             sig.title = sig.title or row.chat_title
+        if self.sync is not None:
+            self.app.shared.on_invalidate(TOPIC, self._remote_change)
+            # The core drops its admin lists everywhere on a change: drop this copy too.
+            self.app.shared.on_invalidate("admins", self._forget_admins)
         self.started = True
         await self.retry_outbox()
 
@@ -252,9 +413,15 @@ class CrisisRuntime:
             at=at, user_id=user.id, name=name, message_id=message.message_id, snippet=text[:200],
             sentiment=a.sentiment, negative=a.negative, weights=a.weights, keywords=a.keywords,
         )
+        if self.sync is not None:
+            # One round trip: our message into the shared window, the other workers' into ours.
+            await self.sync.publish(sig, record, a.fingerprint, now, prof.signal.window)
+            await self.sync.register(chat.id, now)
+            inc = await self._current_incident(chat.id)
+        else:
+            inc = self.incidents.get(chat.id)
         if not sig.add(record, a.fingerprint):
             return  # redelivered
-        inc = self.incidents.get(chat.id)
         if inc is not None and not record.duplicate and (record.weights or record.negative):
             inc.note(record)
         if a.instant:
@@ -262,7 +429,7 @@ class CrisisRuntime:
         elif record.weights and not record.duplicate and now - sig.last_eval >= cfg.eval_seconds:
             # Only a risky message can raise the level; everything else (stepping down, closing,
             # learning the baseline) is the periodic tick's job, off the message path.
-            await self.evaluate(chat.id, cfg)
+            await self.evaluate(chat.id, cfg, due=cfg.eval_seconds)
 
     async def is_admin(self, chat_id: int, user_id: int) -> bool:
         """Owner or admin of the chat, from a per-chat list refreshed in the background."""
@@ -287,6 +454,13 @@ class CrisisRuntime:
             admins = dict.fromkeys(self._admin_ids.get(chat_id, (0.0, frozenset()))[1])
         self._admin_ids[chat_id] = (self.app.clock.time(), frozenset(admins))
 
+    def _forget_admins(self, payload: str) -> None:
+        if payload == ALL:
+            self._admin_ids.clear()
+            return
+        with contextlib.suppress(ValueError):
+            self._admin_ids.pop(int(payload), None)
+
     async def stop(self) -> None:
         tasks = [t for t in [self.warm_task, *self._admin_tasks.values()] if t is not None and not t.done()]
         for task in tasks:
@@ -294,12 +468,22 @@ class CrisisRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- evaluation --------------------------------------------------------------------------------
-    async def evaluate(self, chat_id: int, cfg: CrisisConfig, *, instant: int | None = None) -> int | None:
-        """Score the window and move the chat's incident; returns the level after (None: no incident)."""
-        async with self._lock(chat_id):
-            sig = self.signal(chat_id)
+    async def evaluate(
+        self, chat_id: int, cfg: CrisisConfig, *, instant: int | None = None, due: float | None = None,
+    ) -> int | None:
+        """Score the window and move the chat's incident; returns the level after (None: no incident).
+
+        ``due``: several workers, evaluate only if no worker did in the last ``due`` seconds (the
+        caller saw this worker's last evaluation only)."""
+        if self.sync is not None and due is not None and not await self._due(chat_id, due):
+            inc = self.incidents.get(chat_id)
+            return inc.state.level if inc else None
+        async with self._chat(chat_id, cfg) as sig:
             p = self.profile(cfg).signal
             now = self.app.clock.time()
+            if self.sync is not None and due is not None and now - sig.last_eval < due:
+                inc = self.incidents.get(chat_id)
+                return inc.state.level if inc else None
             sig.last_eval = now
             snap = sig.snapshot(now, p, cfg.evidence_messages)
             inc = self.incidents.get(chat_id)
@@ -320,13 +504,38 @@ class CrisisRuntime:
             level_after = move.level if move.kind == "change" else inc.state.level
             if snap.evidence and level_after is not None and level_after <= cfg.alert_level:
                 inc.evidence = render.evidence_rows(snap.evidence)
-                inc.dirty = True
+                inc.fresh_evidence = inc.dirty = True
             if move.kind == "change" and move.level is not None:
                 await self._change(inc, cfg, snap, move.level)
             elif move.kind == "close":
                 await self._close(inc, cfg, by=None, reason="auto")
                 return None
             return inc.state.level
+
+    async def _due(self, chat_id: int, due: float) -> bool:
+        """Several workers: whether the chat's last evaluation (by any worker) is ``due`` seconds old."""
+        assert self.sync is not None
+        state = await self.sync.read_state(chat_id)
+        last = state.last_eval if state is not None else None
+        if last is not None:
+            self.signal(chat_id).last_eval = last
+        return last is None or self.app.clock.time() - last >= due
+
+    async def _name_chat(self, sig: ChatSignal) -> None:
+        """Several workers: the title of a chat whose messages all went to other workers (for alerts)."""
+        if sig.title or self.sync is None:
+            return
+        async with self.app.db() as s:
+            chat = await s.get(Chat, sig.chat_id)
+        if chat is not None:
+            sig.title, sig.username = chat.title or "", chat.username
+
+    async def view(self, chat_id: int, cfg: CrisisConfig) -> tuple[ChatSignal, OpenIncident | None]:
+        """The chat's signal and open incident for /crisis status (several workers: brought up to date)."""
+        if self.sync is not None:
+            async with self._chat(chat_id, cfg, save=False):
+                pass
+        return self.signal(chat_id), self.incidents.get(chat_id)
 
     def _seed(self, inc: OpenIncident, sig: ChatSignal) -> None:
         for r in sig.records:
@@ -337,6 +546,7 @@ class CrisisRuntime:
         self, chat_id: int, cfg: CrisisConfig, snap: Snapshot, level: int, trigger: str, *, actor_id: int | None = None,
     ) -> None:
         sig = self.signal(chat_id)
+        await self._name_chat(sig)
         now = self.now()
         detail = {"score": snap.score, "members": snap.risk_members, "messages": snap.messages}
         try:
@@ -352,6 +562,7 @@ class CrisisRuntime:
                 inc.evidence = render.evidence_rows(snap.evidence)
                 service.store_aggregates(row, messages=inc.messages, members=inc.members, keywords=inc.keywords,
                                          evidence=inc.evidence, peak_score=snap.score, now=now)
+                inc.take_new()  # the row holds the seed already
                 inc.state.floor = row.floor_level
                 outbox = await self._announce(s, inc, cfg, snap, level, None, actor_id=actor_id)
         except IntegrityError:
@@ -374,6 +585,7 @@ class CrisisRuntime:
         self, inc: OpenIncident, cfg: CrisisConfig, snap: Snapshot, level: int, *, actor_id: int | None = None,
         floor: int | None = None,
     ) -> None:
+        await self._name_chat(self.signal(inc.chat_id))
         now = self.now()
         async with self.app.db() as s, s.begin():
             row = await service.get_incident(s, inc.id)
@@ -450,12 +662,18 @@ class CrisisRuntime:
         now = self.now()
         _, tz = await self.tr(inc.chat_id)
         async with app.db() as s, s.begin():
-            row = await service.get_incident(s, inc.id)
+            row = await service.get_incident(s, inc.id, for_update=self.sync is not None)
             if row is None or not await service.resolve(s, row, now, by=by, reason=reason, note=note):
                 self.incidents.pop(inc.chat_id, None)
                 return False
-            service.store_aggregates(row, messages=inc.messages, members=inc.members, keywords=inc.keywords,
-                                     evidence=inc.evidence, peak_score=inc.peak_score, now=now)
+            if self.sync is None:
+                service.store_aggregates(row, messages=inc.messages, members=inc.members, keywords=inc.keywords,
+                                         evidence=inc.evidence, peak_score=inc.peak_score, now=now)
+            else:  # the row holds the other workers' notes: add ours
+                messages, members, keywords = inc.take_new()
+                service.add_aggregates(row, messages=messages, members=members, keywords=keywords,
+                                       evidence=inc.evidence if inc.fresh_evidence else [],
+                                       peak_score=inc.peak_score, now=now)
             rows = await service.timeline(s, inc.id)
             dest = app.log_chat_for((await app.chat_config.chat(inc.chat_id)).log_chat_id)
             queued: list[tuple[int, int]] = []
@@ -495,7 +713,7 @@ class CrisisRuntime:
     # ---- manual actions (commands and log-chat buttons) ----------------------------------------------
     async def acknowledge(self, chat_id: int, user_id: int, incident_id: int | None = None) -> str:
         """'ok' | 'already' | 'none'."""
-        async with self._lock(chat_id):
+        async with self._chat(chat_id):
             inc = self.incidents.get(chat_id)
             if inc is None or (incident_id is not None and inc.id != incident_id):
                 return "none"
@@ -518,22 +736,21 @@ class CrisisRuntime:
             return "ok"
 
     async def resolve(self, chat_id: int, user_id: int, incident_id: int | None = None, note: str | None = None) -> str:
-        async with self._lock(chat_id):
+        cfg = await self.cfg(chat_id)
+        async with self._chat(chat_id, cfg):
             inc = self.incidents.get(chat_id)
             if inc is None or (incident_id is not None and inc.id != incident_id):
                 return "none"
-            cfg = await self.cfg(chat_id)
             return "ok" if await self._close(inc, cfg, by=user_id, reason="manual", note=note) else "none"
 
     async def escalate(self, chat_id: int, user_id: int, incident_id: int | None = None) -> tuple[str, int | None]:
         """One level up (manual floor). ('ok', level) | ('top', 1) | ('none', None). Without an open incident
         a manual escalation opens one at level 2."""
-        async with self._lock(chat_id):
+        cfg = await self.cfg(chat_id)
+        async with self._chat(chat_id, cfg) as sig:
             inc = self.incidents.get(chat_id)
             if incident_id is not None and (inc is None or inc.id != incident_id):
                 return "none", None
-            cfg = await self.cfg(chat_id)
-            sig = self.signal(chat_id)
             p = self.profile(cfg).signal
             now = self.app.clock.time()
             snap = sig.snapshot(now, p, cfg.evidence_messages)
@@ -657,28 +874,35 @@ class CrisisRuntime:
             return True
         self._inflight.add(row_id)
         try:
-            async with self.app.db() as s:
-                row = await s.get(service.CrisisOutbox, row_id)
-            if row is None or row.status != service.PENDING:
-                return True
-            markup = InlineKeyboardMarkup.model_validate(row.markup) if row.markup else None
-            try:
-                sent = await self.app.bot.send_message(row.dest_chat_id, row.text, reply_markup=markup,
-                                                       disable_notification=True if row.silent else None)
-            except Exception as exc:  # network errors too: the row stays pending
-                cfg = await self.cfg(row.chat_id)
-                # A DM to an owner who never started the bot (or blocked it) will not start working by itself.
-                permanent = isinstance(exc, TelegramForbiddenError) and row.dest_chat_id > 0
-                async with self.app.db() as s, s.begin():
-                    status = await service.mark_failed(s, row_id, f"{type(exc).__name__}: {exc}", self.now(),
-                                                       max_attempts=cfg.outbox_max_attempts, permanent=permanent)
-                log.warning("crisis: %s #%s to %s failed (%s): %s", row.kind, row_id, row.dest_chat_id, status, exc)
-                return permanent
-            async with self.app.db() as s, s.begin():
-                await service.mark_sent(s, row_id, sent.message_id, self.now())
-            return True
+            if self.sync is None:
+                return await self._send_row(row_id)
+            # Several workers: the one that queued the row and the leader's retry job may both try it.
+            async with self.app.shared.lock(f"crisis:outbox:{row_id}"):
+                return await self._send_row(row_id)
         finally:
             self._inflight.discard(row_id)
+
+    async def _send_row(self, row_id: int) -> bool:
+        async with self.app.db() as s:
+            row = await s.get(service.CrisisOutbox, row_id)
+        if row is None or row.status != service.PENDING:
+            return True
+        markup = InlineKeyboardMarkup.model_validate(row.markup) if row.markup else None
+        try:
+            sent = await self.app.bot.send_message(row.dest_chat_id, row.text, reply_markup=markup,
+                                                   disable_notification=True if row.silent else None)
+        except Exception as exc:  # network errors too: the row stays pending
+            cfg = await self.cfg(row.chat_id)
+            # A DM to an owner who never started the bot (or blocked it) will not start working by itself.
+            permanent = isinstance(exc, TelegramForbiddenError) and row.dest_chat_id > 0
+            async with self.app.db() as s, s.begin():
+                status = await service.mark_failed(s, row_id, f"{type(exc).__name__}: {exc}", self.now(),
+                                                   max_attempts=cfg.outbox_max_attempts, permanent=permanent)
+            log.warning("crisis: %s #%s to %s failed (%s): %s", row.kind, row_id, row.dest_chat_id, status, exc)
+            return permanent
+        async with self.app.db() as s, s.begin():
+            await service.mark_sent(s, row_id, sent.message_id, self.now())
+        return True
 
     def _edit_alert(
         self, dest: int, message_id: int, text: str, line: str, markup: dict[str, Any] | None,
@@ -691,22 +915,37 @@ class CrisisRuntime:
 
     # ---- periodic -------------------------------------------------------------------------------------
     async def tick(self) -> None:
-        """Evaluate chats nobody wrote in lately (de-escalation and closing need no new messages)."""
+        """Evaluate chats nobody wrote in lately (de-escalation and closing need no new messages).
+
+        Several workers (the job runs in the leader): also the chats whose incident or messages are on
+        the other workers; a chat's window is caught up (one read) only when something may be in it."""
         now = self.app.clock.time()
-        for chat_id in list(dict.fromkeys([*self.incidents, *self.signals])):
+        chats = [*self.incidents, *self.signals]
+        if self.sync is not None:
+            if self._stale_all:
+                await self._reload_all()
+            for chat_id in list(self._stale):
+                await self._reload_incident(chat_id)
+            active = await self.sync.active_chats(now)
+            chats = [*self.incidents, *active, *(c for c, sig in self.signals.items() if sig.records)]
+        for chat_id in list(dict.fromkeys(chats)):
             try:
                 cfg = await self.cfg(chat_id)
                 if not cfg.enabled:
-                    inc = self.incidents.get(chat_id)
-                    if inc is not None:  # switched off in this chat: do not leave the incident hanging
-                        async with self._lock(chat_id):
-                            await self._close(inc, cfg, by=None, reason="disabled")
+                    if chat_id in self.incidents:  # switched off in this chat: do not leave the incident hanging
+                        async with self._chat(chat_id, cfg):
+                            inc = self.incidents.get(chat_id)
+                            if inc is not None:
+                                await self._close(inc, cfg, by=None, reason="disabled")
                     continue
                 sig = self.signals.get(chat_id)
+                if self.sync is not None:
+                    sig = self.signal(chat_id)
+                    await self.sync.catch_up(sig, now, cfg.window_minutes * 60)
                 if chat_id not in self.incidents and (sig is None or sig.idle(now, cfg.window_minutes * 60)):
                     continue
                 if sig is None or now - sig.last_eval >= cfg.eval_seconds:
-                    await self.evaluate(chat_id, cfg)
+                    await self.evaluate(chat_id, cfg, due=cfg.eval_seconds)
             except Exception:
                 log.exception("crisis: evaluating chat %s failed", chat_id)
 
@@ -714,15 +953,32 @@ class CrisisRuntime:
     async def flush(self, session: Any) -> None:
         now = self.now()
         rows = []
+        taken: list[tuple[OpenIncident, tuple[int, dict[int, str], Counter[str]], bool]] = []
         for inc in list(self.incidents.values()):
             if not inc.dirty:
                 continue
             inc.dirty = False
-            rows.append({"id": inc.id, "messages": inc.messages, "members": dict(inc.members),
-                         "keywords": dict(inc.keywords), "evidence": list(inc.evidence),
-                         "peak_score": inc.peak_score, "at": now})
-        if rows:
+            fresh, inc.fresh_evidence = inc.fresh_evidence, False
+            new = inc.take_new()
+            if self.sync is None:  # one process: its totals are the incident's
+                rows.append({"id": inc.id, "messages": inc.messages, "members": dict(inc.members),
+                             "keywords": dict(inc.keywords), "evidence": list(inc.evidence),
+                             "peak_score": inc.peak_score, "at": now})
+            else:  # several workers: each adds what it noted
+                taken.append((inc, new, fresh))
+                rows.append({"id": inc.id, "messages": new[0], "members": new[1], "keywords": new[2],
+                             "evidence": list(inc.evidence) if fresh else [], "peak_score": inc.peak_score,
+                             "at": now})
+        if rows and self.sync is None:
             await service.write_aggregates(session, rows)
+        elif rows:
+            try:
+                await service.merge_aggregates(session, rows)
+            except BaseException:
+                for inc, new, fresh in taken:
+                    inc.give_back(new)
+                    inc.fresh_evidence = inc.fresh_evidence or fresh
+                raise
         baselines = []
         for sig in self.signals.values():
             if not sig.baseline_dirty:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +38,10 @@ async def open_incident(
     return inc
 
 
-async def get_incident(s: AsyncSession, incident_id: int) -> CrisisIncident | None:
+async def get_incident(s: AsyncSession, incident_id: int, *, for_update: bool = False) -> CrisisIncident | None:
+    """The incident; ``for_update``: locked until the transaction ends (several workers add to it)."""
+    if for_update:
+        return await s.get(CrisisIncident, incident_id, with_for_update=True, populate_existing=True)
     return await s.get(CrisisIncident, incident_id)
 
 
@@ -125,6 +129,38 @@ async def write_aggregates(s: AsyncSession, rows: Sequence[Mapping[str, Any]]) -
         await s.execute(
             update(CrisisIncident).where(CrisisIncident.id == row["id"], CrisisIncident.status == OPEN).values(**values)
         )
+
+
+def add_aggregates(
+    inc: CrisisIncident, *, messages: int, members: Mapping[int, str], keywords: Mapping[str, int],
+    evidence: Sequence[Mapping[str, Any]], peak_score: float, now: datetime,
+) -> None:
+    """Add one worker's notes since its last flush to the row (several workers share an incident)."""
+    inc.messages = (inc.messages or 0) + messages
+    merged = dict(inc.members or {})
+    for uid, name in members.items():
+        if len(merged) >= MAX_MEMBERS_STORED:
+            break
+        merged.setdefault(str(uid), name)
+    inc.members = merged
+    counts = Counter({str(k): int(v) for k, v in (inc.keywords or {}).items()})
+    counts.update(keywords)
+    inc.keywords = dict(counts.most_common(MAX_KEYWORDS_STORED))
+    if evidence:
+        inc.evidence = [dict(e) for e in evidence]
+    inc.peak_score = max(inc.peak_score or 0.0, peak_score)
+    inc.updated_at = now
+
+
+async def merge_aggregates(s: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``write_aggregates`` for several workers: each row holds one worker's deltas, added under a row lock."""
+    for row in sorted(rows, key=lambda r: r["id"]):  # one lock order in every worker: no deadlock
+        inc = await get_incident(s, row["id"], for_update=True)
+        if inc is None or inc.status != OPEN:
+            continue
+        add_aggregates(inc, messages=row["messages"], members=row["members"], keywords=row["keywords"],
+                       evidence=row["evidence"], peak_score=row["peak_score"], now=row["at"])
+    await s.flush()
 
 
 async def history(s: AsyncSession, chat_id: int, limit: int = 10) -> list[CrisisIncident]:
