@@ -3,7 +3,7 @@ locks, reports and network bans, all logged to the log chat."""
 
 from __future__ import annotations
 
-from bot.plugin import N_, Command, CommandHandler, Job, Plugin
+from bot.plugin import N_, Command, CommandHandler, Plugin
 from bot.services.events import MemberJoined
 from plugins.moderation import handlers as h
 from plugins.moderation.config import ModerationConfig
@@ -61,7 +61,6 @@ plugin = Plugin(
                 owner=True, scope="any"),
     ],
     guards=[guard],
-    jobs=[Job("gc", h.gc_job, seconds=300)],
     timers={h.RAID_TIMER: h.on_raid_timer},
     subscriptions={MemberJoined: h.on_member_joined},
     runtime=ModerationRuntime,

@@ -1,13 +1,16 @@
-"""In-memory sliding windows: flood per member, spam waves per chat, joins per chat (anti-raid).
+"""The detection rules: flood per member, spam waves per chat, joins per chat (anti-raid).
 
-Pure Python, no I/O, driven by timestamps handed in (the App clock), so tests control time. Each
-structure is bounded: entries older than their window are dropped on every touch and by ``prune``.
+The classes here are the in-process models of these windows: pure Python, no I/O, driven by timestamps
+handed in (the App clock), so the unit tests and ``bench/moderation_bench.py`` pin the rules with them.
+The running bot keeps the same windows in ``app.shared`` (``windows.py``, with the helpers below), so
+that every webhook worker counts the same messages and joins.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 WAVE_SCAN_LIMIT = 200  # recent messages compared per message (bounds the cost in busy chats)
@@ -62,6 +65,24 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
+def wave_key(squeezed: str) -> str:
+    """What copies of a wave are compared on: the squeezed text without digits (spammers vary numbers)."""
+    return _DIGITS_RE.sub("", squeezed)
+
+
+def similar_keys(
+    key: str, grams: frozenset[str], other_key: str, grams_of: Callable[[str], frozenset[str]], threshold: float
+) -> bool:
+    """Same key, or lengths close enough and Jaccard similarity of bigrams at least ``threshold``
+    (``grams_of(other_key)`` is only computed when the lengths allow a match)."""
+    if key == other_key:
+        return True
+    la, lb = len(key), len(other_key)
+    if min(la, lb) < threshold * max(la, lb):
+        return False
+    return similarity(grams, grams_of(other_key)) >= threshold
+
+
 @dataclass
 class _WaveEntry:
     t: float
@@ -101,18 +122,13 @@ class WaveWindow:
 
     @staticmethod
     def _similar(key: str, grams: frozenset[str], other_key: str, other: frozenset[str], threshold: float) -> bool:
-        if key == other_key:
-            return True
-        la, lb = len(key), len(other_key)
-        if min(la, lb) < threshold * max(la, lb):
-            return False
-        return similarity(grams, other) >= threshold
+        return similar_keys(key, grams, other_key, lambda _key: other, threshold)
 
     def hit(
         self, chat_id: int, user_id: int, message_id: int, squeezed: str, t: float, *, members: int,
         seconds: float, threshold: float, min_chars: int,
     ) -> WaveHit | None:
-        key = _DIGITS_RE.sub("", squeezed)
+        key = wave_key(squeezed)
         if len(key) < min_chars:
             return None
         grams = shingles(key)

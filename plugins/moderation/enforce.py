@@ -179,7 +179,7 @@ def delete_messages(app: App, chat_id: int, message_ids: Sequence[int]) -> None:
 async def note_missing_right(app: App, chat_id: int, right: str) -> None:
     """Tell the log chat (at most hourly per chat and right) that the bot cannot act."""
     rt: ModerationRuntime = app.runtime(PLUGIN)
-    if not rt.should_note(chat_id, right):
+    if not await rt.should_note(chat_id, right):
         return
     chat = await app.chat_config.chat(chat_id)
     log_chat = app.log_chat_for(chat.log_chat_id)

@@ -1,9 +1,11 @@
 """The guard: runs first on every group message (plugin order 10) and may consume it.
 
-Hot path: no database query and no network call for an ordinary message. Admin rights come from the
-core's cached admin list, words from the chat's prebuilt automaton, approvals, network bans and the
-flood and wave windows from memory. Only a message that already looks like spam (a link, an @mention,
-a forward) from a member whose join time is not cached yet costs one lookup, then it is cached.
+Hot path: no database query for an ordinary message. Admin rights come from the core's cached admin
+list, words from the chat's prebuilt automaton, approvals and network bans from memory; the flood
+window is one call to ``app.shared`` (memory, or one Redis round trip with several workers), made
+only for members who are neither admins nor approved. A text with a promotion signal also touches
+the wave windows, and a message that already looks like spam (a link, an @mention, a forward) from a
+member reads the member's join time (shared; the database when not cached yet).
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ async def judge(message: Message, ctx: Ctx, *, edited: bool = False) -> list[Cas
     approved = target is not None and rt.is_approved(chat_id, target)
 
     if cfg.flood_enabled and target is not None and not approved and not edited:
-        ids = rt.flood.hit(chat_id, target, mid, app.clock.time(), cfg.flood_messages, cfg.flood_seconds)
+        ids = await rt.windows.flood(chat_id, target, mid, app.clock.time(), cfg.flood_messages, cfg.flood_seconds)
         if ids is not None:
             reason = ctx._("{n} 秒内发了超过 {m} 条消息").format(n=_num(cfg.flood_seconds), m=cfg.flood_messages)
             return [case("flood", cfg.rule_action("flood"), f"flood:{mid}",
@@ -240,9 +242,9 @@ async def judge(message: Message, ctx: Ctx, *, edited: bool = False) -> list[Cas
         and len(squeezed) >= cfg.spam_wave_min_chars
         and (not cfg.spam_wave_require_signal or promo_signal(normalized, message))
     ):
-        wave = rt.waves.hit(chat_id, target, mid, squeezed, app.clock.time(), members=cfg.spam_wave_members,
-                            seconds=cfg.spam_wave_seconds, threshold=cfg.spam_wave_similarity,
-                            min_chars=cfg.spam_wave_min_chars)
+        wave = await rt.windows.wave(chat_id, target, mid, squeezed, app.clock.time(),
+                                     members=cfg.spam_wave_members, seconds=cfg.spam_wave_seconds,
+                                     threshold=cfg.spam_wave_similarity, min_chars=cfg.spam_wave_min_chars)
         if wave is not None:
             by_user: dict[int, list[int]] = defaultdict(list)
             for uid, message_id in wave.copies:

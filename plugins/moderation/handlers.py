@@ -366,7 +366,9 @@ def _parse_words(ctx: Ctx) -> tuple[list[str], Action | None]:
 async def _reload_words(ctx: Ctx, chat_id: int) -> None:
     async with ctx.db() as s:
         pairs = await service.word_pairs(s, chat_id)
-    _rt(ctx).set_chat_words(chat_id, pairs)
+    rt = _rt(ctx)
+    rt.set_chat_words(chat_id, pairs)
+    rt.publish(f"words:{chat_id}")
 
 
 async def cmd_addblacklist(message: Message, ctx: Ctx) -> None:
@@ -475,6 +477,7 @@ async def cmd_approve(message: Message, ctx: Ctx) -> None:
     if not added:
         ctx.reply(message, f"{who} " + ctx._("已经是信任成员。"))
         return
+    rt.publish(f"approved:{chat_id}")
     await journal(ctx.app, chat_id=chat_id, user_id=target.user_id, action="approve", rule="manual",
                   source=_source(message), actor_id=ctx.user_id)
     ctx.reply(message, "🤝 " + ctx._("{who} 已设为信任成员：不受防刷屏、防广告和锁定限制。").format(who=who))
@@ -492,6 +495,7 @@ async def cmd_unapprove(message: Message, ctx: Ctx) -> None:
     if not removed:
         ctx.reply(message, f"{who} " + ctx._("不是信任成员。"))
         return
+    rt.publish(f"approved:{chat_id}")
     await journal(ctx.app, chat_id=chat_id, user_id=target.user_id, action="unapprove", rule="manual",
                   source=_source(message), actor_id=ctx.user_id)
     ctx.reply(message, "🤝 " + ctx._("{who} 已不再是信任成员。").format(who=who))
@@ -516,10 +520,10 @@ async def start_raid(app: App, chat_id: int, *, by: int | None, seconds: int, ch
     rt: ModerationRuntime = app.runtime(PLUGIN)
     now = app.clock.now()
     until = now + timedelta(seconds=seconds)
-    async with app.db() as s, s.begin():
-        await service.set_raid(s, chat_id, now, until, by)
-    rt.raids[chat_id] = until
-    rt.raid_counts[chat_id] = 0
+    async with rt.raid_lock(chat_id):
+        async with app.db() as s, s.begin():
+            await service.set_raid(s, chat_id, now, until, by)
+        await rt.store_raid(chat_id, until)
     await app.timers.schedule(f"moderation:raid:{chat_id}:{int(until.timestamp())}", f"{PLUGIN}.{RAID_TIMER}",
                               until, chat_id=chat_id, payload={"until": until.timestamp()})
     await app.events.emit(RaidModeChanged(chat_id=chat_id, on=True, until=until))
@@ -539,13 +543,16 @@ async def start_raid(app: App, chat_id: int, *, by: int | None, seconds: int, ch
 
 async def end_raid(app: App, chat_id: int, *, by: int | None) -> bool:
     rt: ModerationRuntime = app.runtime(PLUGIN)
-    if chat_id not in rt.raids:
-        return False
-    rt.raids.pop(chat_id, None)
-    rt.joins.reset(chat_id)
-    caught = rt.raid_counts.pop(chat_id, 0)
-    async with app.db() as s, s.begin():
-        await service.clear_raid(s, chat_id)
+    await rt.raid_state(chat_id)  # compared with the database once, before taking the lock
+    async with rt.raid_lock(chat_id):
+        until = await rt.raid_value(chat_id)
+        if until is None:
+            return False  # already off (maybe turned off by another worker a moment ago)
+        caught = await rt.raid_caught(chat_id, until)
+        await rt.store_raid(chat_id, None)
+        await rt.windows.reset_joins(chat_id)
+        async with app.db() as s, s.begin():
+            await service.clear_raid(s, chat_id)
     await app.events.emit(RaidModeChanged(chat_id=chat_id, on=False, until=None))
     chat = await app.chat_config.chat(chat_id)
     _ = translator(app, chat)
@@ -563,7 +570,7 @@ async def on_raid_timer(app: App, fire: TimerFire) -> None:
     chat_id = fire.chat_id
     if chat_id is None:
         return
-    until = rt.raids.get(chat_id)
+    until = await rt.raid_state(chat_id)
     if until is None or abs(until.timestamp() - float(fire.payload.get("until", 0))) > 1:
         return  # turned off by hand, or extended (a later timer ends it)
     await end_raid(app, chat_id, by=None)
@@ -576,7 +583,7 @@ async def cmd_raid(message: Message, ctx: Ctx) -> None:
     cfg = _cfg(ctx)
     arg, _sep, rest = ctx.args.strip().partition(" ")
     arg = arg.lower()
-    until = rt.raid_until(chat_id, ctx.now())
+    until = await rt.raid_until(chat_id, ctx.now())
     if not arg:
         state = ctx._("关闭")
         if until is not None:
@@ -606,7 +613,7 @@ async def on_member_joined(app: App, event: MemberJoined) -> None:
         return
     rt: ModerationRuntime = app.runtime(PLUGIN)
     await rt.ensure_loaded()
-    rt.note_join(chat_id, event.user_id, event.at)
+    await rt.note_join(chat_id, event.user_id, event.at)
     cfg: ModerationConfig = await app.chat_config.get(chat_id, PLUGIN)  # type: ignore[assignment]
     if await app.admins.is_admin(chat_id, event.user_id):
         return
@@ -618,8 +625,9 @@ async def on_member_joined(app: App, event: MemberJoined) -> None:
                                 reason=translator(app, chat)("全网封禁名单")))
         return
     now = app.clock.now()
-    tripped = cfg.raid_enabled and rt.joins.hit(chat_id, app.clock.time(), cfg.raid_joins, cfg.raid_seconds)
-    until = rt.raid_until(chat_id, now)
+    tripped = cfg.raid_enabled and await rt.windows.join(chat_id, app.clock.time(), cfg.raid_joins,
+                                                          cfg.raid_seconds)
+    until = await rt.raid_until(chat_id, now)
     if until is None and tripped:
         until = await start_raid(app, chat_id, by=None, seconds=cfg.raid_minutes * 60, chat_title=event.chat_title)
     if until is None:
@@ -633,7 +641,7 @@ async def on_member_joined(app: App, event: MemberJoined) -> None:
         await ban(app, chat_id, event.user_id, now + timedelta(minutes=cfg.raid_ban_minutes))
     else:
         await restrict(app, chat_id, event.user_id, until)
-    rt.raid_counts[chat_id] = rt.raid_counts.get(chat_id, 0) + 1
+    await rt.count_raid_join(chat_id, until)
 
 
 # ---- locks ---------------------------------------------------------------------------------------
@@ -801,6 +809,7 @@ async def cmd_gban(message: Message, ctx: Ctx) -> None:
     if not added:
         ctx.reply(message, f"{who} " + ctx._("已在全网封禁名单中。"))
         return
+    rt.publish("gbans")
     chats = await _network_chats(app)
     results = await asyncio.gather(*(_gban_one(app, c, target.user_id) for c in chats))
     done = sum(1 for r in results if r)
@@ -829,6 +838,7 @@ async def cmd_ungban(message: Message, ctx: Ctx) -> None:
     if not removed:
         ctx.reply(message, f"{who} " + ctx._("不在全网封禁名单中。"))
         return
+    rt.publish("gbans")
     chats = await _network_chats(app)
 
     async def one(chat_id: int) -> bool:
@@ -1001,8 +1011,3 @@ def make_router() -> Router:
 async def on_startup(app: App) -> None:
     rt: ModerationRuntime = app.runtime(PLUGIN)
     await rt.load()
-
-
-async def gc_job(app: App) -> None:
-    rt: ModerationRuntime = app.runtime(PLUGIN)
-    rt.prune()

@@ -300,8 +300,3 @@ async def set_raid(session: AsyncSession, chat_id: int, now: datetime, until: da
 
 async def clear_raid(session: AsyncSession, chat_id: int) -> None:
     await session.execute(delete(RaidState).where(RaidState.chat_id == chat_id))
-
-
-async def active_raids(session: AsyncSession, now: datetime) -> dict[int, datetime]:
-    rows = await session.scalars(select(RaidState).where(RaidState.until > now))
-    return {r.chat_id: r.until for r in rows}
