@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.nlp import (
+    DEFAULT_MAIN_DICT,
     DEFAULT_MODEL_PATH,
     DEFAULT_SCORER,
     DEFAULT_USER_DICT,
@@ -100,6 +102,50 @@ async def test_ops_user_dict_async_warm_up_and_quiet_init(tmp_path: Path, capfd:
     assert "奇怪新词儿" in service.tokenize("这是奇怪新词儿吧")
     assert "梅花鹿群" in service.tokenize("欢迎来到梅花鹿群")
     assert service.tokenize("好评") == ["好评"]
+
+
+def test_shipped_main_dict_is_small_and_keeps_chat_words(nlp: NlpService) -> None:
+    assert DEFAULT_MAIN_DICT.stat().st_size < 1_500_000
+    assert nlp.tokenizer.dictionary == str(DEFAULT_MAIN_DICT)
+    # jieba's full dictionary gives ~500k prefix-dict entries (~60 MB); the shipped one a fifth of that.
+    assert 50_000 < len(nlp.tokenizer.FREQ) < 150_000
+    # Chat and shop words jieba's full dictionary has at its lowest frequency (corpus-selected).
+    assert nlp.tokenize("尺码怎么选") == ["尺码", "怎么", "选"]
+    assert nlp.tokenize("是正品吗") == ["是", "正品", "吗"]
+    assert nlp.tokenize("晚安各位") == ["晚安", "各位"]
+    assert nlp.tokenize("可以开发票吗") == ["可以", "开发票", "吗"]
+    # A word holding a shop word stays whole, so a word-mode FAQ keyword "发货" does not match in it.
+    assert nlp.tokenize("发货单在哪里看")[0] == "发货单"
+    assert nlp.tokenize("他不是骗子，没有过敏")[:4] == ["他", "不是", "骗子", ","]
+    for text in ("", "𠮷𠮷", "ＡＢＣ１２３", "emoji 😀 only"):
+        assert "".join(nlp.tokenize(text)) == nlp.normalizer.normalize(text).replace(" ", "")
+
+
+def test_main_dict_option_without_cache_file_or_pkg_resources(tmp_path: Path) -> None:
+    """Another main dictionary (plain text here) can be given; no cache file is written to the temp
+    directory, and jieba is imported without pkg_resources."""
+    main = tmp_path / "main.txt"
+    main.write_text("梅花 50 n\n鹿群 40\n梅 10\n", encoding="utf-8")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (
+        "import sys\n"
+        "from bot.nlp import NlpService\n"
+        f"s = NlpService(main_dict={str(main)!r})\n"
+        "assert s.tokenize('梅花鹿群') == ['梅花', '鹿群'], s.tokenize('梅花鹿群')\n"
+        "assert len(s.tokenizer.FREQ) < 2000\n"
+        "d = NlpService()\n"
+        "assert d.tokenize('尺码怎么选') == ['尺码', '怎么', '选']\n"
+        "assert 'pkg_resources' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert list(tmp.iterdir()) == []
 
 
 # --- sentiment
