@@ -68,7 +68,7 @@ class FaqRuntime:
         return token_bounds(form, self.app.nlp.tokenize(form))
 
     def warm_words(self) -> None:
-        """Build jieba in a worker thread (about 1 s) so the first word-mode check does not stall."""
+        """Build jieba in a worker thread (about 0.4 s) so the first word-mode check does not stall."""
         if self._warm_task is not None:
             return
         nlp = self.app.nlp
