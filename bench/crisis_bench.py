@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.crisis_bench            # writes bench/CRISIS_RESULTS.md, prints JSON
     .venv/bin/python -m bench.crisis_bench --quick    # fewer rounds, prints only
+    .venv/bin/python -m bench.crisis_bench --quick --redis redis://127.0.0.1:6379/0   # app.shared in Redis
 
 Three figures per workload, each message timed alone (perf_counter_ns):
 
@@ -15,6 +16,9 @@ Three figures per workload, each message timed alone (perf_counter_ns):
 Workloads: ``chatter`` is ordinary group chat (tests/data/crisis_corpus.txt's ordinary episodes and
 bench.traffic's chatter and FAQ questions); ``crisis`` is the corpus' crisis episodes and bench.traffic's
 negative burst. Messages are replayed in order over 8 chats.
+
+``--redis URL``: the observer as one of several webhook workers runs it (``app.shared`` in Redis: the
+shared window log, the chat state and lock around each evaluation); prints only.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ def time_each(fn: Callable[[str], Any], texts: list[str], rounds: int) -> list[i
 
 async def time_observe(
     nlp: NlpService, messages: list[tuple[float, int, str, str]], rounds: int, crisis: dict[str, Any] | None = None,
+    redis: str | None = None,
 ) -> tuple[list[int], dict[str, int]]:
     out: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,8 +132,11 @@ async def time_observe(
             if label.endswith("团长"):  # the shop's own staff are group admins (ignore_admins)
                 world.add_user(uid, "团长")
                 world.set_member(chat, uid, "administrator")
-        settings = make_settings(f"sqlite+aiosqlite:///{tmp}/bench.db", {"bot": {"log_chat_id": LOG_CHAT},
-                                                                              "plugins": {"crisis": crisis or {}}})
+        config: dict[str, Any] = {"bot": {"log_chat_id": LOG_CHAT}, "plugins": {"crisis": crisis or {}}}
+        prefix = f"qunbot-bench-{os.getpid()}-{time.monotonic_ns()}:"
+        if redis:
+            config["redis"] = {"url": redis, "prefix": prefix}
+        settings = make_settings(f"sqlite+aiosqlite:///{tmp}/bench.db", config)
         app = App(settings, session=EmulatorSession(world), clock=clock, plugins=["crisis"], nlp=nlp)
         async with app.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
@@ -158,10 +166,16 @@ async def time_observe(
                 await rt.tick()
                 clock.advance(7200)
                 await rt.tick()
+            await app.sender.drain(10)  # the step-down notes the last ticks queued
             async with app.db() as session:
                 levels = list(await session.scalars(select(CrisisIncident.peak_level)))
             alerts = sum(1 for c in world.calls_of("sendMessage") if c.params.get("chat_id") == LOG_CHAT and c.ok)
         finally:
+            if redis:
+                client: Any = app.shared.client  # type: ignore[attr-defined]
+                keys = [k async for k in client.scan_iter(match=prefix + "*")]
+                if keys:
+                    await client.delete(*keys)
             await app.stop()
     counts = {"incidents": len(levels), "level_2_or_higher": sum(1 for lv in levels if lv <= 2),
               "log_chat_messages": alerts}
@@ -172,6 +186,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--redis", default=None, help="run the observer with app.shared in this Redis")
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 10)
     nlp = NlpService()
@@ -187,13 +202,15 @@ def main() -> int:
             "sentiment": summary(time_each(nlp.sentiment, texts, rounds)),
             "analyze": summary(time_each(lambda t: analyze(nlp, prof.lexicon, prof.analysis, t), texts, rounds)),
         }
-        timings, counts = asyncio.run(time_observe(nlp, messages, max(1, rounds // 2)))
+        timings, counts = asyncio.run(time_observe(nlp, messages, max(1, rounds // 2), redis=args.redis))
         results[name]["observe"] = summary(timings)
         results[name]["outcome"] = counts
     machine = (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, Python "
                f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
     results["machine"] = machine
-    if not args.quick:
+    if args.redis:
+        results["shared"] = "redis"
+    if not args.quick and not args.redis:
         lines = [
             "# crisis plugin: cost per message", "",
             "`python -m bench.crisis_bench` (each message timed alone; one run on one machine: compare ratios).",
