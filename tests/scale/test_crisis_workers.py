@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.emulator.http import EmulatorServer
 from plugins.crisis.models import CrisisIncident, CrisisTimeline
 from plugins.crisis.runtime import CrisisRuntime
 from plugins.crisis.sync import log_key, state_key
 from tests.harness import ADMIN, GROUP, LOG_CHAT, Harness
 from tests.plugins.test_crisis_flow import ANGRY, ORDINARY, member
+from tests.scale.support import Worker, free_port, worker_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -55,7 +57,7 @@ async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str], sh
         await a.stop()
 
 
-def rt(h: Harness) -> CrisisRuntime:
+def rt(h: Harness | Worker) -> CrisisRuntime:
     runtime = h.app.runtime("crisis")
     assert isinstance(runtime, CrisisRuntime)
     return runtime
@@ -193,3 +195,40 @@ async def test_garbled_shared_values_count_as_absent(workers: tuple[Harness, Har
         await a.advance(8)
     assert [x[:2] for x in (await outcome(a))["incidents"]] == [("open", 2)]
     assert len(log_texts(a)) == 1
+
+
+async def test_a_pile_on_pushed_to_two_webhook_workers_alerts_once(
+    pg_url: str, redis_prefix: tuple[str, str], emulator: EmulatorServer, shared_nlp: Any,
+) -> None:
+    """The production path: Telegram pushes, the kernel spreads the POSTs over both workers, each update
+    runs under the chat's shared lock; evaluations under the crisis lock, on the real clock."""
+    world = emulator.world
+    world.webhook_keepalive = False  # a connection per POST: both workers get some
+    for i in range(MEMBERS):
+        world.add_user(member(i), f"会员{i + 1}")
+        world.set_member(GROUP, member(i), "member")
+    url, prefix = redis_prefix
+    cfg = worker_config(pg_url, emulator.base_url, port=free_port(), redis_url=url, prefix=prefix,
+                        extra={"plugins": {"crisis": {"eval_seconds": 0}}})
+    a = await Worker(emulator.base_url, cfg, plugins=["crisis"], nlp=shared_nlp).start(schema=True)
+    b = await Worker(emulator.base_url, cfg, plugins=["crisis"], nlp=shared_nlp).start()
+    try:
+        assert await a.app.bot.set_webhook(a.url, secret_token=a.secret)
+        for i in range(6):
+            world.send_message(GROUP, member(i), ANGRY[i])
+        await world.wait_until_consumed(30)
+        for w in (a, b):
+            await w.app.sender.drain(10)
+        assert a.server.stats["accepted"] and b.server.stats["accepted"], (a.server.stats, b.server.stats)
+        async with a.app.db() as s:
+            [inc] = list(await s.scalars(select(CrisisIncident)))
+        assert inc.level == 2 and inc.status == "open"
+        assert inc.messages == 6  # the window seeded at the open plus what each worker noted after, once
+        alerts = [m for m in world.messages_in(LOG_CHAT) if m.get("from", {}).get("id") == world.bot_id]
+        assert len(alerts) == 1 and "等级 2" in alerts[0]["text"]
+        for w in (a, b):  # each worker's window holds every message
+            sig, _ = await rt(w).view(GROUP, await rt(w).cfg(GROUP))
+            assert len(sig.records) == 6
+    finally:
+        await a.stop()
+        await b.stop()
