@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, make_url
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Table, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -212,16 +213,24 @@ async def upsert(
     if not rows:
         return
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    stmt = _upsert_statement(dialect, getattr(table, "__table__", table), tuple(keys), tuple(update_cols or ()),
+                             tuple(increment or ()))
+    await session.execute(stmt, rows)
+
+
+@functools.lru_cache(maxsize=512)
+def _upsert_statement(dialect: str, tbl: Table, keys: tuple[str, ...], update_cols: tuple[str, ...],
+                      increment: tuple[str, ...]) -> Any:
+    """The upsert of ``upsert``, built once per shape: the same statement object keeps SQLAlchemy's
+    cache key memoized, so a flush skips building and hashing it again (a memo of a pure function)."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    tbl = getattr(table, "__table__", table)
     stmt = dialect_insert(tbl)
-    values: dict[str, Any] = {c: stmt.excluded[c] for c in (update_cols or [])}
-    for c in increment or []:
+    values: dict[str, Any] = {c: stmt.excluded[c] for c in update_cols}
+    for c in increment:
         values[c] = tbl.c[c] + stmt.excluded[c]
-    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values) if values else (
-        stmt.on_conflict_do_nothing(index_elements=keys)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=values) if values else (
+        stmt.on_conflict_do_nothing(index_elements=list(keys))
     )
-    await session.execute(stmt, rows)

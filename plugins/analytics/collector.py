@@ -139,6 +139,9 @@ class AnalyticsRuntime:
         # id(thanks_words) -> (that list, its compiled pattern)
         self.thanks: dict[int, tuple[list[str], re.Pattern[str] | None]] = {}
         self.last_maintenance: float = 0.0
+        # (chat, local day) -> members whose message of that day is committed: their later messages need
+        # no DAU lookup at flush. Only the last two days are kept.
+        self.active: dict[ChatKey, set[int]] = {}
 
     # ---- hot-path helpers ------------------------------------------------------------------------
     def slot(self, tzname: str, at: datetime) -> tuple[int, int, date, int]:
@@ -180,6 +183,17 @@ class AnalyticsRuntime:
     def put_back(self, snap: Buffers) -> None:
         snap.merge(self.buf)
         self.buf = snap
+
+    def known_active(self, keys: list[MemberKey]) -> set[MemberKey]:
+        return {k for k in keys if k[1] in self.active.get((k[0], k[2]), ())}
+
+    def remember_active(self, keys: list[MemberKey]) -> None:
+        for c, u, d in keys:
+            self.active.setdefault((c, d), set()).add(u)
+        if keys:
+            latest = max(d for _c, _u, d in keys)
+            for key in [k for k in self.active if (latest - k[1]).days > 1]:
+                del self.active[key]
 
     def pending_hours(self, chat_id: int, since: date) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -369,16 +383,20 @@ async def flush(app: App, session: AsyncSession) -> None:
     if rt.buf.empty():
         return
     snap = rt.take()
-    _put_back_on_rollback(session, lambda: rt.put_back(snap))
-    await write(session, snap)
+    speaking = [k for k, row in snap.members.items() if row[MESSAGES] > 0]
+    _put_back_on_rollback(session, lambda: rt.put_back(snap), lambda: rt.remember_active(speaking))
+    await write(session, snap, rt.known_active(speaking))
 
 
-def _put_back_on_rollback(session: AsyncSession, restore: Callable[[], None]) -> None:
+def _put_back_on_rollback(session: AsyncSession, restore: Callable[[], None],
+                          on_commit: Callable[[], None] | None = None) -> None:
     state = {"done": False}
     sync = session.sync_session
 
     def committed(_s: Any) -> None:
         state["done"] = True
+        if on_commit is not None:
+            on_commit()
 
     def rolled_back(_s: Any) -> None:
         if not state["done"]:
@@ -389,15 +407,17 @@ def _put_back_on_rollback(session: AsyncSession, restore: Callable[[], None]) ->
     sa_event.listen(sync, "after_rollback", rolled_back, once=True)
 
 
-async def write(session: AsyncSession, snap: Buffers) -> None:
-    """Write a snapshot of the buffers (one executemany per table; no commit)."""
+async def write(session: AsyncSession, snap: Buffers, known_active: set[MemberKey] | None = None) -> None:
+    """Write a snapshot of the buffers (one executemany per table; no commit). ``known_active``: members
+    already known to have a stored message that day (not looked up again)."""
     members = dict(snap.members)
     if snap.mentions:
         await _resolve_mentions(session, snap.mentions, members)
 
     # DAU: members whose first message of that day is in this batch.
     speaking = [k for k, row in members.items() if row[MESSAGES] > 0]
-    already = await _already_active(session, speaking)
+    known = known_active or set()
+    already = known | await _already_active(session, [k for k in speaking if k not in known])
     new_active: dict[ChatKey, int] = {}
     for c, u, d in speaking:
         if (c, u, d) not in already:
