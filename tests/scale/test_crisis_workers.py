@@ -219,7 +219,9 @@ async def test_a_pile_on_pushed_to_two_webhook_workers_alerts_once(
         await world.wait_until_consumed(30)
         for w in (a, b):
             await w.app.sender.drain(10)
-        assert a.server.stats["accepted"] and b.server.stats["accepted"], (a.server.stats, b.server.stats)
+        # The kernel picks the worker per connection: usually both get some, not always (the deterministic
+        # splits are the tests above). Every message was accepted (a redelivery may add one), counted once.
+        assert a.server.stats["accepted"] + b.server.stats["accepted"] >= 6, (a.server.stats, b.server.stats)
         async with a.app.db() as s:
             [inc] = list(await s.scalars(select(CrisisIncident)))
         assert inc.level == 2 and inc.status == "open"
