@@ -238,6 +238,29 @@ def _gate_router(app: App, router: Router, plugin: str) -> None:
         return True
 
 
+def _handles(router: Router, update_type: str) -> bool:
+    observer = router.observers.get(update_type)
+    if observer is not None and (observer.handlers or len(observer.outer_middleware)):
+        return True
+    return any(_handles(sub, update_type) for sub in router.sub_routers)
+
+
+def _skip_unhandled_types(router: Router) -> None:
+    """Let an event pass a router (and its sub-routers) that has nothing for its type.
+
+    aiogram walks every router for every event, wrapping middlewares on the way; most plugin routers
+    only have callback-query handlers, so a group message crossed 9 routers to reach the 2 with
+    message handlers (about a third of a chatter message's dispatch cost, bench/RESULTS.md)."""
+    propagate = router.propagate_event
+
+    async def propagate_event(update_type: str, event: TelegramObject, **kwargs: Any) -> Any:
+        if not _handles(router, update_type):
+            return UNHANDLED
+        return await propagate(update_type=update_type, event=event, **kwargs)
+
+    router.propagate_event = propagate_event  # type: ignore[method-assign]
+
+
 def build_dispatcher(app: App) -> Dispatcher:
     from handlers import make_router as core_router
 
@@ -250,6 +273,7 @@ def build_dispatcher(app: App) -> Dispatcher:
     dp.my_chat_member.outer_middleware(BotStatusTracker(app))
     core = core_router()
     _gate_router(app, core, "core")
+    _skip_unhandled_types(core)
     dp.include_router(core)
     plugin: Plugin
     for plugin in app.plugins.values():
@@ -257,6 +281,7 @@ def build_dispatcher(app: App) -> Dispatcher:
             continue
         router = plugin.make_router()
         _gate_router(app, router, plugin.name)
+        _skip_unhandled_types(router)
         dp.include_router(router)
 
     @dp.errors()
