@@ -9,9 +9,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from html.parser import HTMLParser
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plugins.welcome.config import CaptchaQuestion
@@ -270,30 +273,36 @@ async def get_captcha(session: AsyncSession, chat_id: int, user_id: int) -> Capt
     return await session.get(Captcha, (chat_id, user_id))
 
 
+def _build_open_sql(dialect_insert: Any) -> Any:
+    table = Captcha.__table__
+    fresh = ("token", "message_id", "mode", "answer", "attempts", "deadline", "status", "created_at", "resolved_at")
+    ins = dialect_insert(table)
+    return ins.on_conflict_do_update(
+        index_elements=["chat_id", "user_id"], set_={c: ins.excluded[c] for c in fresh},
+        where=table.c.status.not_in(OPEN_STATUSES),
+    ).returning(table.c.user_id)
+
+
+_OPEN_SQL = MappingProxyType({"sqlite": _build_open_sql(sqlite_insert), "postgresql": _build_open_sql(pg_insert)})
+
+
+def _dialect(session: AsyncSession) -> str:
+    bind = session.bind
+    return "postgresql" if bind is not None and bind.dialect.name == "postgresql" else "sqlite"
+
+
 async def open_captcha(
     session: AsyncSession, chat_id: int, user_id: int, *, token: str, mode: str, answer: str,
     deadline: datetime, now: datetime,
 ) -> bool:
     """Start a captcha for the member; False when one is already open (a rejoin or a repeat).
 
-    ``answer`` is "<right index>/<number of buttons>"."""
-    row = await session.get(Captcha, (chat_id, user_id))
-    if row is not None and row.status in OPEN_STATUSES:
-        return False
-    if row is None:
-        row = Captcha(chat_id=chat_id, user_id=user_id)
-        session.add(row)
-    row.token = token
-    row.message_id = None
-    row.mode = mode
-    row.answer = answer
-    row.attempts = 0
-    row.deadline = deadline
-    row.status = PENDING
-    row.created_at = now
-    row.resolved_at = None
-    await session.flush()
-    return True
+    One statement (a join is on the hot path): insert, or reuse the member's closed row; an open one
+    is left alone and nothing is returned. ``answer`` is "<right index>/<number of buttons>"."""
+    row = await session.execute(_OPEN_SQL[_dialect(session)], {
+        "chat_id": chat_id, "user_id": user_id, "token": token, "message_id": None, "mode": mode, "answer": answer,
+        "attempts": 0, "deadline": deadline, "status": PENDING, "created_at": now, "resolved_at": None})
+    return row.first() is not None
 
 
 async def claim(
@@ -336,9 +345,10 @@ async def attach_message(
     await session.execute(
         update(Captcha).where(Captcha.chat_id == chat_id, Captcha.token == token).values(message_id=message_id)
     )
-    if await session.get(Prompt, token) is None:
-        session.add(Prompt(token=token, chat_id=chat_id, message_id=message_id, greeting=greeting, created_at=now))
-    await session.flush()
+    insert_prompt = (pg_insert if _dialect(session) == "postgresql" else sqlite_insert)(Prompt.__table__)
+    await session.execute(insert_prompt.on_conflict_do_nothing(index_elements=["token"]), {
+        "token": token, "chat_id": chat_id, "message_id": message_id, "greeting": greeting, "created_at": now,
+        "closed_at": None})
 
 
 async def extend_deadlines(session: AsyncSession, chat_id: int, token: str, deadline: datetime) -> None:
