@@ -181,7 +181,7 @@ class MembershipTracker(BaseMiddleware):
                     MemberJoined(
                         chat_id=chat_id, user_id=member.id, first_name=member.first_name, username=member.username,
                         is_bot=member.is_bot, at=now, chat_title=event.chat.title, invite_link=link,
-                        invited_by=invited_by, rejoined=result.rejoined, update_id=update_id,
+                        invited_by=invited_by, rejoined=result.rejoined, update_id=update_id, status=str(new.status),
                     )
                 )
         elif old_in and not new_in:

@@ -38,6 +38,9 @@ class MemberJoined(Event):
     # True when the user had been a member of this chat before (a re-join).
     rejoined: bool = False
     update_id: int | None = None
+    # The member's status on arrival when Telegram said it (chat_member updates): "member", or
+    # "restricted" for someone still muted from an earlier stay. None: unknown (a service message).
+    status: str | None = None
 
 
 @dataclass(frozen=True)

@@ -245,9 +245,10 @@ async def _needs_captcha(app: App, cfg: WelcomeConfig, ev: MemberJoined, had_lef
         await _warn_no_right(app, chat_id, ev.chat_title or "")
         return False
     await _state(app).set_warned(chat_id, False)
-    if not had_left_captcha:
+    if not had_left_captcha and ev.status != "member":
         # Already muted by someone else (a mute dodged by leaving and rejoining): leave it alone,
-        # passing our captcha must not lift another restriction.
+        # passing our captcha must not lift another restriction. A chat_member update says so itself
+        # ("restricted"); a join service message does not, so ask.
         try:
             member = await app.bot.get_chat_member(chat_id, ev.user_id)
         except TelegramAPIError:

@@ -104,6 +104,22 @@ async def test_greeting_off_and_bots_skipped(make_harness: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+async def test_muted_member_rejoining_is_left_alone_and_a_plain_join_asks_nothing(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.join(GROUP, DAVE)
+    # Telegram said "member" in the chat_member update: no getChatMember round trip for it.
+    assert not h.calls("getChatMember")
+    assert restricts(h, DAVE)
+    # Someone muted by a moderator leaves and comes back: Telegram keeps them "restricted", and our
+    # captcha (whose pass lifts restrictions) must not start for them.
+    h.world.set_member(GROUP, BOB, "restricted", can_send_messages=False)
+    await h.leave(GROUP, BOB)
+    await h.join(GROUP, BOB)
+    assert not restricts(h, BOB)
+    assert await captcha_row(h, BOB) is None
+    assert not can_send(h, BOB)
+
+
 async def test_captcha_pass_restricts_then_restores_chat_defaults(make_harness: Any) -> None:
     h = await start(make_harness)
     # The chat's own defaults forbid polls and inviting: lifting must restore exactly these.
