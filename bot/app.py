@@ -19,6 +19,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import DeleteMessage, SendMessage
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -188,7 +189,14 @@ class App:
         """Queue any Bot API method for ``chat_id``; resolves to its result or None on failure."""
 
         async def run() -> Any:
-            result = await self.bot(method)
+            try:
+                result = await self.bot(method)
+            except TelegramBadRequest as exc:
+                if isinstance(method, DeleteMessage) and "message to delete not found" in exc.message:
+                    # Already gone (a member or another rule deleted it first): the deletion's goal holds.
+                    log.debug("deleteMessage %s in %s: already deleted", method.message_id, chat_id)
+                    return False
+                raise
             if delete_after and isinstance(result, Message):
                 await self.timers.schedule(
                     f"core.delete:{result.chat.id}:{result.message_id}",

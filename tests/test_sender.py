@@ -135,3 +135,23 @@ async def test_drain_waits_for_sends_queued_by_sends() -> None:
     sender.submit(-1, first)
     assert await sender.drain(2)
     assert done == ["first", "second"]
+
+
+async def test_deleting_a_message_already_gone_is_not_a_failure(make_harness: Any,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    from aiogram.methods import DeleteMessage
+
+    from tests.harness import GROUP
+
+    h = await make_harness(plugins=[])
+    sent = await h.app.send_text(GROUP, "很快删除")
+    assert sent is not None
+    first = await h.app.call(GROUP, DeleteMessage(chat_id=GROUP, message_id=sent.message_id))
+    again = await h.app.call(GROUP, DeleteMessage(chat_id=GROUP, message_id=sent.message_id))
+    assert first is True and again is False
+    assert h.app.sender.failed == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    # Any other refusal is still a failure, logged.
+    assert await h.app.send_text(-100_999_999, "没有这个群") is None
+    assert h.app.sender.failed == 1
+    assert [r for r in caplog.records if r.levelname == "ERROR"]
