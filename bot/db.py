@@ -84,6 +84,9 @@ def create_engine(url: str, *, echo: bool = False, sqlite_inline: bool = True) -
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
+    if inline:
+        # Read back by session_factory (execution options carry arbitrary keys).
+        engine = engine.execution_options(qunbot_sqlite_inline=True)
     if is_sqlite(url):
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -123,7 +126,12 @@ class WriteGate:
             self._depth += 1
             return True
         try:
-            await asyncio.wait_for(self._lock.acquire(), timeout=self._timeout)
+            if self._lock.locked():
+                await asyncio.wait_for(self._lock.acquire(), timeout=self._timeout)
+            else:
+                # Free: take it without wait_for's extra task, i.e. without yielding to other chats'
+                # updates in the middle of this one (that wait made the slowest updates' latency).
+                await self._lock.acquire()
         except TimeoutError:
             log.warning("write gate busy for %.0fs; continuing on SQLite's own locking", self._timeout)
             return False
@@ -170,10 +178,21 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     if engine.dialect.name != "sqlite":
         return async_sessionmaker(engine, expire_on_commit=False)
     gate = WriteGate()
+    inline = bool(engine.get_execution_options().get("qunbot_sqlite_inline"))
 
     class GatedSession(AsyncSession):
         def begin(self) -> Any:  # type: ignore[override]
             return _GatedTransaction(gate, super().begin())
+
+        async def __aexit__(self, *exc: Any) -> None:
+            if not inline:
+                return await super().__aexit__(*exc)
+            # SQLAlchemy closes in a task of its own so a cancellation cannot abandon the close half
+            # way; with the inline driver close() never yields, so nothing can interrupt it, and the
+            # task (three turns of the event loop per session, letting other chats' updates run in
+            # the middle of this one) is pure cost.
+            await self.close()
+            return None
 
     return async_sessionmaker(engine, class_=GatedSession, expire_on_commit=False)
 
