@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +174,22 @@ class App:
         delete_after: float | None = None,
         disable_notification: bool | None = None,
     ) -> asyncio.Future[Message | None]:
-        method = SendMessage(
+        method = self._send_message(chat_id, text, reply_to=reply_to, reply_markup=reply_markup,
+                                    disable_notification=disable_notification)
+        return self.call(chat_id, method, delete_after=delete_after)
+
+    async def send_text_now(
+        self, chat_id: int, text: str, *, reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Message | None:
+        """``await send_text(...)`` for a caller that needs the message before it goes on."""
+        return await self.call_now(chat_id, self._send_message(chat_id, text, reply_markup=reply_markup))
+
+    @staticmethod
+    def _send_message(
+        chat_id: int, text: str, *, reply_to: int | None = None, reply_markup: InlineKeyboardMarkup | None = None,
+        disable_notification: bool | None = None,
+    ) -> SendMessage:
+        return SendMessage(
             chat_id=chat_id,
             text=text[:4096],
             reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
@@ -183,11 +198,17 @@ class App:
             reply_markup=reply_markup,
             disable_notification=disable_notification,
         )
-        return self.call(chat_id, method, delete_after=delete_after)
 
     def call(self, chat_id: int | str, method: Any, *, delete_after: float | None = None) -> asyncio.Future[Any]:
         """Queue any Bot API method for ``chat_id``; resolves to its result or None on failure."""
+        return self.sender.submit(chat_id, self._runner(chat_id, method, delete_after))
 
+    async def call_now(self, chat_id: int | str, method: Any) -> Any:
+        """``await call(...)`` for a caller that needs the result before it goes on: the same order and
+        pacing, without the hand-over to the chat's send queue when it is idle (Sender.run_now)."""
+        return await self.sender.run_now(chat_id, self._runner(chat_id, method, None))
+
+    def _runner(self, chat_id: int | str, method: Any, delete_after: float | None) -> Callable[[], Awaitable[Any]]:
         async def run() -> Any:
             try:
                 result = await self.bot(method)
@@ -207,7 +228,7 @@ class App:
                 )
             return result
 
-        return self.sender.submit(chat_id, run)
+        return run
 
     # ---- processing ----------------------------------------------------------------------------
     async def feed(self, update: Update) -> None:

@@ -118,6 +118,35 @@ async def test_sender_keeps_order_and_never_raises() -> None:
     assert sender.failed == 1 and sender.sent == 5
 
 
+async def test_run_now_keeps_the_chat_order_with_queued_sends() -> None:
+    sender = Sender()
+    out: list[str] = []
+
+    async def note(name: str, delay: float = 0.0) -> str:
+        await asyncio.sleep(delay)
+        out.append(name)
+        return name
+
+    # Idle chat: runs in the caller's task; what is submitted meanwhile goes after it.
+    task = asyncio.ensure_future(sender.run_now(-1, lambda: note("now", 0.02)))
+    await asyncio.sleep(0.005)
+    later = sender.submit(-1, lambda: note("queued during"))
+    assert await task == "now"
+    assert await later == "queued during"
+    # Busy chat: waits behind the queue like submit.
+    first = sender.submit(-1, lambda: note("queued before", 0.02))
+    assert await sender.run_now(-1, lambda: note("now again")) == "now again"
+    assert await first == "queued before"
+
+    async def bad() -> str:
+        raise RuntimeError("gone")
+
+    assert await sender.run_now(-2, bad) is None  # a failure is logged and counted, never raised
+    assert out == ["now", "queued during", "queued before", "now again"]
+    assert await sender.drain(1)
+    assert sender.sent == 4 and sender.failed == 1 and sender.pending == 0
+
+
 async def test_drain_waits_for_sends_queued_by_sends() -> None:
     sender = Sender()
     done: list[str] = []

@@ -62,7 +62,10 @@ class EmulatorSession(BaseSession):
         params = await self.build_params(bot, method)
         request = self.world.handle_request(method.__api_method__, params, token=bot.token)
         try:
-            status, payload = await asyncio.wait_for(request, self.timeout if timeout is None else timeout)
+            # asyncio.timeout, not wait_for: no task per call, so an answer the world has at once comes
+            # back without turns of the event loop (as a real connection's buffered response would).
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                status, payload = await request
         except TimeoutError as exc:
             raise TelegramNetworkError(method=method, message="Request timeout error") from exc
         except ConnectionDropped as exc:

@@ -160,7 +160,8 @@ class Sender:
 
     def __init__(self) -> None:
         self._queues: dict[int | str, asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]]] = {}
-        self._workers: dict[int | str, asyncio.Task[None]] = {}
+        # A chat's worker task, or the future of a call running in its caller's task (run_now).
+        self._workers: dict[int | str, asyncio.Future[None]] = {}
         self.sent = 0
         self.failed = 0
 
@@ -178,6 +179,40 @@ class Sender:
             self._workers[chat_id] = loop.create_task(self._work(chat_id, queue))
         return future
 
+    async def run_now(self, chat_id: int | str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """``await submit(...)`` for a caller that needs the result before it goes on (a captcha needs
+        its restriction and its message id): when nothing is queued or running for the chat, the call
+        runs right here instead of being handed to the chat's worker, which costs several turns of the
+        event loop (during which other chats' updates run) for the same order."""
+        busy = self._workers.get(chat_id)
+        if busy is not None and not busy.done():
+            return await self.submit(chat_id, call)
+        loop = asyncio.get_running_loop()
+        holder: asyncio.Future[None] = loop.create_future()  # calls submitted meanwhile queue behind ours
+        self._workers[chat_id] = holder
+        try:
+            return await self._execute(chat_id, call)
+        finally:
+            if not holder.done():
+                holder.set_result(None)
+            if self._workers.get(chat_id) is holder:
+                del self._workers[chat_id]
+                queue = self._queues.get(chat_id)
+                if queue is not None and not queue.empty():
+                    self._workers[chat_id] = loop.create_task(self._work(chat_id, queue))
+
+    async def _execute(self, chat_id: int | str, call: Callable[[], Awaitable[T]]) -> T | None:
+        try:
+            result = await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed += 1
+            log.error("send to chat %s failed for good: %s: %s", chat_id, type(exc).__name__, exc)
+            return None
+        self.sent += 1
+        return result
+
     async def _work(self, chat_id: int | str, queue: asyncio.Queue[Any]) -> None:
         while True:
             try:
@@ -188,18 +223,12 @@ class Sender:
                     self._workers.pop(chat_id, None)
                 return
             try:
-                result = await call()
+                result = await self._execute(chat_id, call)
             except asyncio.CancelledError:
                 if not future.done():
                     future.set_result(None)
                 raise
-            except Exception as exc:
-                self.failed += 1
-                log.error("send to chat %s failed for good: %s: %s", chat_id, type(exc).__name__, exc)
-                if not future.done():
-                    future.set_result(None)
             else:
-                self.sent += 1
                 if not future.done():
                     future.set_result(result)
             finally:

@@ -350,7 +350,7 @@ async def _start_captcha(app: App, cfg: WelcomeConfig, chat_id: int, user_id: in
             return False
         # Armed in the same transaction: a crash after the restriction still ends in a verdict.
         await _arm_deadline(app, chat_id, user_id, batch.token, deadline, session=s)
-    ok = await app.call(chat_id, RestrictChatMember(chat_id=chat_id, user_id=user_id, permissions=NO_PERMISSIONS,
+    ok = await app.call_now(chat_id, RestrictChatMember(chat_id=chat_id, user_id=user_id, permissions=NO_PERMISSIONS,
                                                     use_independent_chat_permissions=True))
     if ok is True:
         return True
@@ -393,7 +393,7 @@ async def _send_batch(app: App, chat_id: int, batch: Batch) -> None:
     text = f"{greeting}\n\n{prompt}" if greeting else prompt
     if len(text) > 4096:
         text = prompt if len(prompt) <= 4096 else _captcha_prompt(cfg, batch.challenge, _)
-    sent = await app.send_text(chat_id, text, reply_markup=_keyboard(batch.challenge, batch.token))
+    sent = await app.send_text_now(chat_id, text, reply_markup=_keyboard(batch.challenge, batch.token))
     if sent is None:
         log.warning("welcome: captcha message to %s failed; releasing %d member(s)", chat_id, len(captcha_members))
         for m in captcha_members:
