@@ -14,9 +14,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,6 +44,20 @@ class TimerFire:
     payload: Mapping[str, Any]
     due_at: datetime
     attempt: int
+
+
+def _schedule_sql(dialect_insert: Any) -> dict[str, Any]:
+    table = Timer.__table__
+    ins = dialect_insert(table)
+    rearm = ("due_at", "payload", "status", "attempts", "claimed_until", "handler", "chat_id")
+    return {
+        "create": ins.on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id),
+        "replace": ins.on_conflict_do_update(index_elements=["key"], set_={c: ins.excluded[c] for c in rearm})
+        .returning(table.c.id),
+    }
+
+
+_SCHEDULE_SQL = MappingProxyType({"sqlite": _schedule_sql(sqlite_insert), "postgresql": _schedule_sql(pg_insert)})
 
 
 class TimerService:
@@ -68,27 +85,15 @@ class TimerService:
         if handler not in self._handlers:
             raise KeyError(f"no timer handler named {handler!r}")
 
+        row = {"key": key, "handler": handler, "chat_id": chat_id, "due_at": due_at, "payload": dict(payload or {}),
+               "status": "pending", "attempts": 0, "claimed_until": None, "created_at": self._clock.now()}
+
         async def write(s: AsyncSession) -> bool:
-            existing = await s.scalar(select(Timer).where(Timer.key == key))
-            if existing is not None:
-                if not replace:
-                    return False
-                existing.due_at = due_at
-                existing.payload = dict(payload or {})
-                existing.status = "pending"
-                existing.attempts = 0
-                existing.claimed_until = None
-                existing.handler = handler
-                existing.chat_id = chat_id
-                return True
-            s.add(
-                Timer(
-                    key=key, handler=handler, chat_id=chat_id, due_at=due_at, payload=dict(payload or {}),
-                    status="pending", attempts=0, created_at=self._clock.now(),
-                )
-            )
-            await s.flush()
-            return True
+            # One statement (auto-deleted notices and captchas schedule on hot paths): insert, or on an
+            # existing key nothing, or (replace) re-arm it; RETURNING says whether a row was written.
+            sql = _SCHEDULE_SQL["postgresql" if s.bind is not None and s.bind.dialect.name == "postgresql"
+                                else "sqlite"]["replace" if replace else "create"]
+            return (await s.execute(sql, row)).first() is not None
 
         if session is not None:
             created = await write(session)
