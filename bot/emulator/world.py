@@ -1451,30 +1451,42 @@ class World:
             if len(ids) <= -offset:
                 return
             offset = sorted(ids)[len(ids) + offset]
+        # Updates that are not forced have valid, strictly increasing ids (push_update forces the rest),
+        # so the scan stops at the first of them at or past the offset: a getUpdates costs the updates it
+        # confirms, not the whole queue.
         keep: deque[dict[str, Any]] = deque()
-        for update in self._updates:
+        pending = self._updates
+        while pending:
+            update = pending[0]
             update_id = update.get("update_id")
             valid = isinstance(update_id, int) and not isinstance(update_id, bool)
-            if id(update) in self._forced or (valid and update_id >= offset):
-                keep.append(update)
+            if id(update) in self._forced:
+                keep.append(pending.popleft())
+            elif valid and update_id >= offset:
+                break
             else:
+                pending.popleft()
                 self.confirmed_update_ids.append(update_id if valid else -1)
+        keep.extend(pending)
         self._updates = keep
 
     def _collect(self, limit: int) -> list[dict[str, Any]]:
         allowed = self._allowed()
         batch: list[dict[str, Any]] = []
         keep: deque[dict[str, Any]] = deque()
-        for update in self._updates:
+        pending = iter(self._updates)
+        for update in pending:
             kind = self.update_type(update)
             if kind in ALL_UPDATE_TYPES and kind not in allowed:
                 self.dropped_updates.append(update)
                 self._forced.discard(id(update))
                 continue
             keep.append(update)
-            if len(batch) < limit:
-                batch.append(update)
-                self._forced.discard(id(update))
+            batch.append(update)
+            self._forced.discard(id(update))
+            if len(batch) >= limit:
+                break  # the rest is looked at by the getUpdates that reaches it
+        keep.extend(pending)
         self._updates = keep
         return batch
 
