@@ -196,6 +196,12 @@ class ChatConfigService:
             entry.models[plugin] = model
         return model
 
+    def cached(self, chat_id: int, plugin: str) -> PluginConfig | None:
+        """``get`` without the await when the chat's merged model is already cached (the per-message
+        path asks once per plugin per message)."""
+        entry = self._cache.get(chat_id)
+        return entry.models.get(plugin) if entry is not None else None
+
     async def chat(self, chat_id: int | None) -> CoreChatConfig:
         model = await self.get(chat_id, CORE)
         assert isinstance(model, CoreChatConfig)

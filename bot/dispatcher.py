@@ -106,10 +106,14 @@ class MessagePipeline(BaseMiddleware):
         if in_group:
             chat_cfg = app.chat_config
             user_id = user.id if user else None
+            chat_id = chat.id
+            core = await chat_cfg.chat(chat_id)
             for name, guards in self.guarded:
-                if not await chat_cfg.enabled(chat.id, name):
+                cfg = chat_cfg.cached(chat_id, name) or await chat_cfg.get(chat_id, name)
+                if not cfg.enabled:
                     continue
-                ctx = await _ctx_for(app, name, chat.id, user_id, update_id)
+                ctx = Ctx(app=app, plugin=name, cfg=cfg, chat=core, chat_id=chat_id, user_id=user_id,
+                          update_id=update_id)
                 for guard in guards:
                     try:
                         if await guard(message, ctx):
@@ -117,9 +121,11 @@ class MessagePipeline(BaseMiddleware):
                     except Exception:
                         log.exception("guard of plugin %s failed (update %s)", name, update_id)
             for name, observers in self.observed:
-                if not await chat_cfg.enabled(chat.id, name):
+                cfg = chat_cfg.cached(chat_id, name) or await chat_cfg.get(chat_id, name)
+                if not cfg.enabled:
                     continue
-                ctx = await _ctx_for(app, name, chat.id, user_id, update_id)
+                ctx = Ctx(app=app, plugin=name, cfg=cfg, chat=core, chat_id=chat_id, user_id=user_id,
+                          update_id=update_id)
                 for observer in observers:
                     try:
                         await observer(message, ctx)
