@@ -73,9 +73,9 @@ async def run_bare(traffic: Traffic, token: str) -> dict[str, Any]:
     return {"seconds": elapsed, "latencies": latencies}
 
 
-async def run_full(traffic: Traffic, token: str, plugins: list[str] | None, workdir: Path) -> dict[str, Any]:
-    from aiogram.types import Update
-
+async def start_app(traffic: Traffic, token: str, plugins: list[str] | None, workdir: Path) -> tuple[Any, Any]:
+    """(app, fake clock): the bot on an emulated Telegram that knows the traffic's chats and users, a
+    fresh SQLite file, NLP warm, the heap settled as `qunbot run` leaves it."""
     from bot.app import App
     from bot.clock import FakeClock
     from bot.db import Base
@@ -96,15 +96,17 @@ async def run_full(traffic: Traffic, token: str, plugins: list[str] | None, work
         await conn.run_sync(Base.metadata.create_all)
     await app.start(background=False)
     if any(p in app.plugins for p in ("crisis", "faq", "moderation", "analytics")):
-        nlp = app.nlp
-        warm = getattr(nlp, "warm_up", None)
-        if warm is not None:
-            result = warm()
-            if asyncio.iscoroutine(result):
-                await result
-        nlp.tokenize("预热一下分词器")
-        nlp.sentiment("预热一下情感模型")
+        app.nlp.warm_up()
+        app.nlp.tokenize("预热一下分词器")
+        app.nlp.sentiment("预热一下情感模型")
     settle_after_start()  # as `qunbot run` does after start-up
+    return app, clock
+
+
+async def run_full(traffic: Traffic, token: str, plugins: list[str] | None, workdir: Path) -> dict[str, Any]:
+    from aiogram.types import Update
+
+    app, clock = await start_app(traffic, token, plugins, workdir)
     from collections import defaultdict
 
     from bot.app import update_chat_key

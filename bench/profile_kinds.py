@@ -20,9 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.inprocess import populate_world
+from bench.inprocess import start_app
 from bench.traffic import FAQ_QUESTIONS, NEGATIVE, SPAM, generate
-from bot.heap import settle_after_start
 
 
 def kind_of(raw: dict[str, Any]) -> str:
@@ -50,32 +49,13 @@ def kind_of(raw: dict[str, Any]) -> str:
 async def profile(n: int, seed: int) -> list[tuple[str, list[float]]]:
     from aiogram.types import Update
 
-    from bot.app import App
-    from bot.clock import FakeClock
-    from bot.db import Base
-    from bot.emulator.session import EmulatorSession
-    from bot.emulator.world import World
     from bot.registry import discover
-    from bot.settings import load_settings
 
     token = "123456:BENCH-token-not-real-000000000000"
     traffic = generate(n, seed=seed)
     per_kind: dict[str, list[float]] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="qunbot-profile-") as tmp:
-        clock = FakeClock(traffic.updates[0].get("message", {}).get("date", 1_795_000_000))
-        world = World(token=token, clock=clock.time)
-        populate_world(world, traffic)
-        settings = load_settings(data={
-            "telegram": {"token": token, "rate_global_per_second": 100000, "rate_chat_per_minute": 100000},
-            "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'profile.db'}"},
-            "bot": {"owners": [1], "log_chat_id": traffic.chats[0]},
-        })
-        app = App(settings, session=EmulatorSession(world), clock=clock, plugins=list(discover()))
-        async with app.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        await app.start(background=False)
-        app.nlp.warm_up()
-        settle_after_start()
+        app, clock = await start_app(traffic, token, list(discover()), Path(tmp))
         for start in range(0, len(traffic.updates), 100):
             for raw in traffic.updates[start:start + 100]:
                 update = Update.model_validate(raw, context={"bot": app.bot})

@@ -53,6 +53,20 @@ InvalidateCallback = Callable[[str], None]
 ALL = "*"  # an invalidation payload meaning "drop everything" (sent after a Redis outage)
 
 
+def decode_float(raw: str | None, *, allow_infinite: bool = False) -> float | None:
+    """A number a plugin stored as text in the shared store; None when absent or malformed (another
+    version, a hand edit): NaN always, infinities unless ``allow_infinite`` ("until further notice")."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if math.isnan(value) or (math.isinf(value) and not allow_infinite):
+        return None
+    return value
+
+
 class LockTimeout(Exception):
     """A per-key lock could not be taken in time (another worker holds it)."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from bot.shared import decode_float
 from plugins.moderation import service
 from plugins.moderation.matcher import WordEntry, WordMatcher
 from plugins.moderation.models import Approved, BannedWord, RaidState
@@ -331,26 +331,16 @@ class ModerationRuntime:
     async def should_note(self, chat_id: int, what: str, every: float = 3600.0) -> bool:
         now = self.app.clock.time()
         key = f"mod:note:{chat_id}:{what}"
-        last = _float(await self.shared.get(key))
+        last = decode_float(await self.shared.get(key))
         if last is not None and now - last < every:
             return False
         await self.shared.set(key, repr(now), every)
         return True
 
 
-def _float(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _timestamp(raw: str | None) -> datetime | None:
     """A shared timestamp as a UTC datetime; None when absent or malformed."""
-    value = _float(raw)
+    value = decode_float(raw)
     if value is None:
         return None
     try:

@@ -21,7 +21,7 @@ import logging
 import math
 from datetime import UTC, datetime
 
-from bot.shared import SharedState
+from bot.shared import SharedState, decode_float
 from plugins.welcome.service import Batch
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class WelcomeState:
 
     # ---- greeting cooldown -------------------------------------------------------------------
     async def last_greeting(self, chat_id: int) -> float | None:
-        return _number(await self.shared.get(f"welcome:greeted:{chat_id}"))
+        return decode_float(await self.shared.get(f"welcome:greeted:{chat_id}"), allow_infinite=True)
 
     async def set_last_greeting(self, chat_id: int, at: float, window: float) -> None:
         await self.shared.set(f"welcome:greeted:{chat_id}", repr(at), max(0.0, window) + SLACK)
@@ -98,7 +98,7 @@ class WelcomeState:
     # ---- anti-raid mode ----------------------------------------------------------------------
     async def raid_until(self, chat_id: int) -> float:
         """Unix time the chat's anti-raid mode ends (``inf``: until switched off); 0 when off."""
-        return _number(await self.shared.get(f"welcome:raid:{chat_id}")) or 0.0
+        return decode_float(await self.shared.get(f"welcome:raid:{chat_id}"), allow_infinite=True) or 0.0
 
     async def set_raid(self, chat_id: int, until: float, now: float) -> None:
         ttl = RAID_FOREVER_TTL if math.isinf(until) else max(0.0, until - now) + SLACK
@@ -133,13 +133,3 @@ class WelcomeState:
             await self.shared.set(f"welcome:warned:{chat_id}", "1", WARNED_TTL)
         else:
             await self.shared.delete(f"welcome:warned:{chat_id}")
-
-
-def _number(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return None if math.isnan(value) else value

@@ -11,6 +11,7 @@ import pytest
 
 from bot.emulator.http import EmulatorServer, start_server
 from bot.emulator.world import World
+from bot.shared import MemoryShared, RedisShared, SharedState
 from tests.conftest import redis_url
 from tests.dbutil import drop_postgres_database, fresh_postgres_database
 from tests.harness import TOKEN, populate
@@ -59,3 +60,16 @@ async def emulator() -> AsyncIterator[EmulatorServer]:
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def shared(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
+    """Each shared-state backend in turn (Redis under the test's own key prefix)."""
+    if request.param == "memory":
+        backend: SharedState = MemoryShared()
+    else:
+        url, prefix = request.getfixturevalue("redis_prefix")
+        backend = RedisShared(url, prefix=prefix)
+    await backend.start()
+    yield backend
+    await backend.close()

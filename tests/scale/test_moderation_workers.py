@@ -20,7 +20,7 @@ from bot.emulator.session import EmulatorSession
 from bot.emulator.world import World
 from bot.runner import ALLOWED_UPDATES, RawGetUpdates, parse_updates
 from bot.services.events import RaidModeChanged
-from bot.shared import MemoryShared, RedisShared, SharedState
+from bot.shared import RedisShared, SharedState
 from plugins.moderation.windows import SharedWindows
 from tests.harness import (
     ADMIN,
@@ -336,18 +336,6 @@ async def test_redis_unreachable_every_rule_works_per_worker(tmp_path: Path, sha
 
 
 # ---- the shared windows follow the detectors' rules, in memory and in Redis ----------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def shared(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
-    if request.param == "memory":
-        backend: SharedState = MemoryShared()
-    else:
-        url, prefix = request.getfixturevalue("redis_prefix")
-        backend = RedisShared(url, prefix=prefix)
-    await backend.start()
-    yield backend
-    await backend.close()
 
 
 @pytest.fixture

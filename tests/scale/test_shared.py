@@ -6,25 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from bot.shared import MemoryShared, RateLimit, RedisShared, SharedState
+from bot.shared import RateLimit, RedisShared, SharedState
 from tests.scale.support import TcpProxy
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def shared(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
-    if request.param == "memory":
-        backend: SharedState = MemoryShared()
-    else:
-        url, prefix = request.getfixturevalue("redis_prefix")
-        backend = RedisShared(url, prefix=prefix)
-    await backend.start()
-    yield backend
-    await backend.close()
 
 
 async def test_sliding_window_and_counters(shared: SharedState) -> None:
