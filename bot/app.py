@@ -20,7 +20,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.methods import DeleteMessage, SendMessage
+from aiogram.methods import DeleteMessage, DeleteMessages, SendMessage
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -213,9 +213,9 @@ class App:
             try:
                 result = await self.bot(method)
             except TelegramBadRequest as exc:
-                if isinstance(method, DeleteMessage) and "message to delete not found" in exc.message:
+                if isinstance(method, DeleteMessage | DeleteMessages) and "message to delete not found" in exc.message:
                     # Already gone (a member or another rule deleted it first): the deletion's goal holds.
-                    log.debug("deleteMessage %s in %s: already deleted", method.message_id, chat_id)
+                    log.debug("%s in %s: already deleted", method.__api_method__, chat_id)
                     return False
                 raise
             if delete_after and isinstance(result, Message):

@@ -429,23 +429,17 @@ if v == tonumber(ARGV[1]) or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PE
 return v
 """
 
-_ROLLING_ADD = """
+# Add to a rolling window: drop what left it, add, cap, refresh the expiry. ARGV: cutoff, score, member,
+# ttl ms, max items.
+_ROLLING_STEP = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
 """
-
-_ROLLING_PUSH = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
-if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-"""
+_ROLLING_ADD = _ROLLING_STEP + "return 1\n"
+_ROLLING_PUSH = _ROLLING_STEP + "return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')\n"
 
 # An ordered log in a sorted set scored by position (members "<position>:<item>", unique). ARGV: after,
 # max_items, ttl in ms, [item]. Returns {position, items after ``after`` (before the appended item)}.

@@ -168,7 +168,7 @@ async def test_drain_waits_for_sends_queued_by_sends() -> None:
 
 async def test_deleting_a_message_already_gone_is_not_a_failure(make_harness: Any,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
-    from aiogram.methods import DeleteMessage
+    from aiogram.methods import DeleteMessage, DeleteMessages
 
     from tests.harness import GROUP
 
@@ -178,6 +178,8 @@ async def test_deleting_a_message_already_gone_is_not_a_failure(make_harness: An
     first = await h.app.call(GROUP, DeleteMessage(chat_id=GROUP, message_id=sent.message_id))
     again = await h.app.call(GROUP, DeleteMessage(chat_id=GROUP, message_id=sent.message_id))
     assert first is True and again is False
+    # The batch form (auto-deleted notices) too, when every one of them is gone already.
+    assert await h.app.call(GROUP, DeleteMessages(chat_id=GROUP, message_ids=[sent.message_id])) is False
     assert h.app.sender.failed == 0
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     # Any other refusal is still a failure, logged.

@@ -25,7 +25,7 @@ from bot.db import Base, upsert
 from bot.emulator.world import World
 from bot.plugin import Plugin
 from bot.webhook import WebhookServer, secret_for
-from tests.harness import TOKEN, make_settings
+from tests.harness import TOKEN, Harness, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,3 +278,23 @@ class TcpProxy:
         for task in (asyncio.create_task(pipe(reader, up_writer)), asyncio.create_task(pipe(up_reader, writer))):
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
+
+
+async def start_pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], plugin: str, *,
+                     plugin_config: dict[str, Any] | None = None, nlp: Any = None) -> tuple[Harness, Harness]:
+    """Two workers (Harnesses with their own App and memory) over one emulated Telegram and one clock,
+    sharing PostgreSQL and Redis; each update goes to the worker the test picks."""
+    url, prefix = redis
+    config: dict[str, Any] = {"redis": {"url": url, "prefix": prefix}}
+    if plugin_config is not None:
+        config["plugins"] = {plugin: plugin_config}
+    harnesses = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        harnesses.append(Harness(tmp_path / name, plugins=[plugin], config=config, db_url=pg_url, nlp=nlp))
+    a, b = harnesses
+    b.world, b.clock = a.world, a.clock
+    await a.start()
+    await b.start(create_schema=False)
+    assert a.app.shared.distributed and b.app.shared.distributed
+    return a, b

@@ -18,7 +18,7 @@ from plugins.crisis.runtime import CrisisRuntime
 from plugins.crisis.sync import log_key, state_key
 from tests.harness import ADMIN, GROUP, LOG_CHAT, Harness
 from tests.plugins.test_crisis_flow import ANGRY, ORDINARY, member
-from tests.scale.support import Worker, free_port, worker_config
+from tests.scale.support import Worker, free_port, start_pair, worker_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -32,17 +32,7 @@ def add_members(h: Harness) -> None:
 
 
 async def pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], nlp: Any) -> tuple[Harness, Harness]:
-    """Two workers over one emulated Telegram and one clock; each update goes to the worker we pick."""
-    url, prefix = redis
-    config: dict[str, Any] = {"redis": {"url": url, "prefix": prefix}, "plugins": {"crisis": {}}}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a = Harness(tmp_path / "a", plugins=["crisis"], config=config, db_url=pg_url, nlp=nlp)
-    b = Harness(tmp_path / "b", plugins=["crisis"], config=config, db_url=pg_url, nlp=nlp)
-    b.world, b.clock = a.world, a.clock
-    await a.start()
-    await b.start(create_schema=False)
-    assert a.app.shared.distributed and b.app.shared.distributed
+    a, b = await start_pair(tmp_path, pg_url, redis, "crisis", plugin_config={}, nlp=nlp)
     add_members(a)
     return a, b
 

@@ -17,23 +17,13 @@ from plugins.faq.parsing import prepare_entry
 from plugins.faq.runtime import FaqRuntime
 from plugins.faq.service import save_entry
 from tests.harness import ADMIN, ALICE, BOB, CAROL, GROUP, Harness
+from tests.scale.support import start_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 async def pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], **faq: Any) -> tuple[Harness, Harness]:
-    """Two workers over one emulated Telegram and one clock; each update goes to the worker we pick."""
-    url, prefix = redis
-    config: dict[str, Any] = {"redis": {"url": url, "prefix": prefix}, "plugins": {"faq": faq}}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a = Harness(tmp_path / "a", plugins=["faq"], config=config, db_url=pg_url)
-    b = Harness(tmp_path / "b", plugins=["faq"], config=config, db_url=pg_url)
-    b.world, b.clock = a.world, a.clock
-    await a.start()
-    await b.start(create_schema=False)
-    assert a.app.shared.distributed and b.app.shared.distributed
-    return a, b
+    return await start_pair(tmp_path, pg_url, redis, "faq", plugin_config=faq)
 
 
 @pytest.fixture

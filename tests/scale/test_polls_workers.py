@@ -19,7 +19,7 @@ from plugins.polls import engine
 from plugins.polls.models import Contest, Entry
 from plugins.polls.runtime import PollsRuntime
 from tests.harness import ADMIN, ALICE, BOB, CAROL, DAVE, GROUP, Harness
-from tests.scale.support import wait_for
+from tests.scale.support import start_pair, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -28,17 +28,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str],
                   shared_nlp: Any) -> AsyncIterator[tuple[Harness, Harness]]:
     """Two workers over one emulated Telegram and one clock; each update goes to the worker we pick."""
-    url, prefix = redis_prefix
-    config: dict[str, Any] = {"redis": {"url": url, "prefix": prefix}}
-    harnesses = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        harnesses.append(Harness(tmp_path / name, plugins=["polls"], config=config, db_url=pg_url, nlp=shared_nlp))
-    a, b = harnesses
-    b.world, b.clock = a.world, a.clock
-    await a.start()
-    await b.start(create_schema=False)
-    assert a.app.shared.distributed and b.app.shared.distributed
+    a, b = await start_pair(tmp_path, pg_url, redis_prefix, "polls", nlp=shared_nlp)
     a.world.set_member(GROUP, DAVE, "member")
     try:
         yield a, b

@@ -14,6 +14,7 @@ import pytest
 from bot.runner import ALLOWED_UPDATES
 from bot.services.events import RaidModeChanged
 from tests.harness import DAVE, GROUP, LOG_CHAT, Harness
+from tests.scale.support import start_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -23,16 +24,7 @@ FANS = list(range(2001, 2007))
 @pytest.fixture
 async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str]) -> AsyncIterator[tuple[Harness, Harness]]:
     """Two workers over one emulated Telegram and one clock; each update goes to the worker we pick."""
-    url, prefix = redis_prefix
-    config: dict[str, Any] = {"redis": {"url": url, "prefix": prefix}}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a = Harness(tmp_path / "a", plugins=["welcome"], config=config, db_url=pg_url)
-    b = Harness(tmp_path / "b", plugins=["welcome"], config=config, db_url=pg_url)
-    b.world, b.clock = a.world, a.clock
-    await a.start()
-    await b.start(create_schema=False)
-    assert a.app.shared.distributed and b.app.shared.distributed
+    a, b = await start_pair(tmp_path, pg_url, redis_prefix, "welcome")
     a.world.allowed_updates = list(ALLOWED_UPDATES)
     for uid in FANS:
         a.world.add_user(uid, f"粉丝{uid}", username=f"fan{uid}")
