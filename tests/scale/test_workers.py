@@ -235,15 +235,18 @@ async def blip_run(world: World, server: EmulatorServer, cfg: dict[str, Any], pr
     b = await Worker(server.base_url, cfg, plugin_objects={"scalecount": COUNTER_PLUGIN}).start()
     assert await a.app.bot.set_webhook(a.url, secret_token=a.secret, max_connections=10)
     commands: dict[int, list[int]] = {c: [] for c in CHATS}
+    # The middle third arrives while Redis is unreachable, so the outage is met under traffic
+    # rather than only in the idle gap between parts.
     for part in range(3):
+        if part == 1:
+            await proxy.down()
         more = traffic(world, n // 3)
         for chat, ids in more.items():
             commands[chat] += ids
-        await asyncio.sleep(0.3)
-        if part == 0:
-            await proxy.down()
+        if part == 1:
             await asyncio.sleep(2.5)
             await proxy.up()
+        await asyncio.sleep(0.3)
     await world.wait_until_consumed(90)
     for w in (a, b):
         await w.app.sender.drain(10)
