@@ -23,6 +23,7 @@ plugin = Plugin(
         ChatSettingsChanged: jobs.on_settings_changed,
     },
     runtime=jobs.runtime,
+    flush=jobs.flush,
     on_startup=jobs.on_startup,
     cli=register,
     settings_keys={"grace_minutes": N_("补发宽限（分钟）"), "peak_default": N_("默认高峰时间")},

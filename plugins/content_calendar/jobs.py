@@ -36,6 +36,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import GetChatMemberCount, PinChatMessage, SendMessage, SendPhoto, SendVideo, UnpinChatMessage
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
+from sqlalchemy import event as sa_event
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 
@@ -61,6 +62,8 @@ from plugins.content_calendar.festivals import FestivalCalendar
 from plugins.content_calendar.when import Occurrence, parse_clock
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from bot.app import App
     from bot.models import Timer
     from plugins.content_calendar.models import CalendarEntry
@@ -189,6 +192,8 @@ class CalendarRuntime:
         self._peak: dict[tuple[int, date], tuple[time, str]] = {}
         self.last_load: CalendarLoad | None = None
         self._lock = asyncio.Lock()
+        # Streaks from CheckedIn, written in the core's batch transaction rather than a commit per 签到.
+        self.pending_streaks: svc.PendingStreaks = {}
 
     # ---- config helpers ------------------------------------------------------------------------------
     def base_cfg(self) -> ContentCalendarConfig:
@@ -655,7 +660,8 @@ class CalendarRuntime:
         if "streak_leaders" in used:
             since = datetime.combine(day - timedelta(days=1), time(0), tzinfo=tz)
             async with app.db() as s:
-                leaders = await svc.streak_leaders(s, chat_id, since.astimezone(ZoneInfo("UTC")), cfg.top_count)
+                leaders = await svc.streak_leaders(s, chat_id, since.astimezone(ZoneInfo("UTC")), cfg.top_count,
+                                                   self.pending_streaks)
             lines = [f"{i}. {escape(await app.members.name_of(uid))} " + _("{n}天").format(n=n)
                      for i, (uid, n) in enumerate(leaders, start=1)]
             out["streak_leaders"] = "\n".join(lines) if lines else _("还没有连续签到记录")
@@ -788,8 +794,28 @@ async def on_crisis(app: App, event: CrisisChanged) -> None:
 async def on_checked_in(app: App, event: CheckedIn) -> None:
     if event.chat_id is None:
         return
-    async with app.db() as s, s.begin():
-        await svc.record_streak(s, event.chat_id, event.user_id, event.streak, event.at)
+    rt: CalendarRuntime = app.runtime(NAME)
+    key = (event.chat_id, event.user_id)
+    held = rt.pending_streaks.get(key)
+    if held is None or held[1] <= event.at:
+        rt.pending_streaks[key] = (event.streak, event.at)
+
+
+async def flush(app: App, session: AsyncSession) -> None:
+    """Write the buffered streaks in the batch transaction; a rollback puts them back for the next flush."""
+    rt: CalendarRuntime = app.runtime(NAME)
+    if not rt.pending_streaks:
+        return
+    batch, rt.pending_streaks = rt.pending_streaks, {}
+
+    def requeue(_session: object) -> None:
+        for key, value in batch.items():
+            held = rt.pending_streaks.get(key)
+            if held is None or held[1] < value[1]:
+                rt.pending_streaks[key] = value
+
+    sa_event.listen(session.sync_session, "after_rollback", requeue, once=True)
+    await svc.write_streaks(session, batch)
 
 
 async def on_settings_changed(app: App, event: ChatSettingsChanged) -> None:

@@ -196,16 +196,28 @@ async def crisis_levels(s: AsyncSession, chat_id: int) -> list[int]:
 
 
 # ---- streaks ----------------------------------------------------------------------------------------
-async def record_streak(s: AsyncSession, chat_id: int, user_id: int, streak: int, at: datetime) -> None:
-    await upsert(s, Streak, [{"chat_id": chat_id, "user_id": user_id, "streak": streak, "checked_in_at": at}],
+# (chat_id, user_id) -> (streak, checked_in_at): check-ins not yet written by the batch flush.
+PendingStreaks = dict[tuple[int, int], tuple[int, datetime]]
+
+
+async def write_streaks(s: AsyncSession, pending: PendingStreaks) -> None:
+    await upsert(s, Streak, [{"chat_id": chat_id, "user_id": user_id, "streak": streak, "checked_in_at": at}
+                             for (chat_id, user_id), (streak, at) in pending.items()],
                  ["chat_id", "user_id"], ["streak", "checked_in_at"])
 
 
-async def streak_leaders(s: AsyncSession, chat_id: int, since: datetime, limit: int) -> list[tuple[int, int]]:
-    """Members whose streak is still alive (checked in since ``since``), longest first."""
+async def streak_leaders(s: AsyncSession, chat_id: int, since: datetime, limit: int,
+                         pending: PendingStreaks | None = None) -> list[tuple[int, int]]:
+    """Members whose streak is still alive (checked in since ``since``), longest first.
+
+    ``pending`` (check-ins the batch flush has not written yet) overrides the stored rows.
+    """
+    mine = {user_id: (streak, at) for (chat, user_id), (streak, at) in (pending or {}).items() if chat == chat_id}
     rows = await s.execute(
         select(Streak.user_id, Streak.streak)
         .where(Streak.chat_id == chat_id, Streak.checked_in_at >= since, Streak.streak > 0)
-        .order_by(Streak.streak.desc(), Streak.user_id).limit(limit)
+        .order_by(Streak.streak.desc(), Streak.user_id).limit(limit + len(mine))
     )
-    return [(int(u), int(n)) for u, n in rows.all()]
+    alive = {int(u): int(n) for u, n in rows.all() if int(u) not in mine}
+    alive.update({u: streak for u, (streak, at) in mine.items() if at >= since and streak > 0})
+    return sorted(alive.items(), key=lambda un: (-un[1], un[0]))[:limit]

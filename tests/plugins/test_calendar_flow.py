@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -564,3 +564,32 @@ async def test_peak_from_the_real_analytics_plugin(make_harness: Any, tmp_path: 
     # 19:00 today has passed: tomorrow at 19:00 (not the 20:00 default).
     assert await pending(h) == {f"content_calendar:p:{GROUP}:2026-11-19Tpeak": datetime(2026, 11, 19, 11, 0,
                                                                                          tzinfo=UTC)}
+
+
+async def test_streaks_are_written_by_the_batch_flush_and_pending_ones_count_before_it(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    from plugins.content_calendar import service as svc
+    from plugins.content_calendar.models import Streak
+
+    cal = '[[entry]]\nid = "e"\nwhen = "每天 19:10"\nchats = [-1001]\ntext = "{streak_leaders}"\n'
+    h = await start(make_harness, tmp_path, cal)
+    await h.say(GROUP, ALICE, "大家好")
+    await h.say(GROUP, BOB, "嗨")
+    event = CheckedIn(chat_id=GROUP, user_id=ALICE, at=h.clock.now(), streak=3, points=5)
+    await h.app.events.emit(event)
+    await h.app.events.emit(event)  # delivered twice: one row
+    await h.app.events.emit(CheckedIn(chat_id=GROUP, user_id=BOB, at=h.clock.now(), streak=5, points=5))
+    async with h.app.db() as s:
+        assert (await s.execute(select(Streak))).all() == []  # no commit per 签到
+    await h.app.flush()
+    async with h.app.db() as s:
+        rows = {(r.user_id, r.streak) for r in (await s.scalars(select(Streak))).all()}
+    assert rows == {(ALICE, 3), (BOB, 5)}
+    # A newer check-in not flushed yet wins over the stored row.
+    await h.app.events.emit(CheckedIn(chat_id=GROUP, user_id=ALICE, at=h.clock.now(), streak=9, points=5))
+    rt = h.app.runtime("content_calendar")
+    assert rt.pending_streaks == {(GROUP, ALICE): (9, h.clock.now())}
+    async with h.app.db() as s:
+        leaders = await svc.streak_leaders(s, GROUP, h.clock.now() - timedelta(days=1), 5, rt.pending_streaks)
+    assert leaders == [(ALICE, 9), (BOB, 5)]
