@@ -25,6 +25,7 @@ from aiogram.types import (
     Update,
 )
 
+from bot.chat_config import CORE, CoreChatConfig
 from bot.commands import GROUP_TYPES
 from bot.context import Ctx
 from bot.services.events import MemberJoined, MemberLeft
@@ -32,7 +33,7 @@ from bot.services.members import PRESENT
 
 if TYPE_CHECKING:
     from bot.app import App
-    from bot.plugin import Plugin
+    from bot.plugin import Plugin, PluginConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,10 @@ class UpdateGate(BaseMiddleware):
         return result
 
 
-async def _ctx_for(app: App, plugin: str, chat_id: int | None, user_id: int | None, update_id: int | None) -> Ctx:
-    return Ctx(
-        app=app, plugin=plugin, cfg=await app.chat_config.get(chat_id, plugin),
-        chat=await app.chat_config.chat(chat_id), chat_id=chat_id, user_id=user_id, update_id=update_id,
-    )
+async def _config(app: App, chat_id: int | None, plugin: str) -> PluginConfig:
+    """The chat's config of a plugin, without an await when it is cached (the per-message path)."""
+    cached = app.chat_config.cached(chat_id, plugin) if chat_id is not None else None
+    return cached if cached is not None else await app.chat_config.get(chat_id, plugin)
 
 
 class MessagePipeline(BaseMiddleware):
@@ -221,12 +221,16 @@ class PluginGate(Filter):
         if chat is None and isinstance(event, CallbackQuery) and event.message is not None:
             chat = event.message.chat
         chat_id = chat.id if chat is not None else None
-        if chat_id is not None and not await self.app.chat_config.enabled(chat_id, self.plugin):
+        app, plugin = self.app, self.plugin
+        cfg = await _config(app, chat_id, plugin)
+        if plugin != CORE and not cfg.enabled:
             return False
+        core = await _config(app, chat_id, CORE)
+        assert isinstance(core, CoreChatConfig)
         user = getattr(event, "from_user", None) or getattr(event, "user", None)
-        ctx = await _ctx_for(self.app, self.plugin, chat_id, user.id if user else None,
-                             event_update.update_id if event_update else None)
-        return {"ctx": ctx}
+        return {"ctx": Ctx(app=app, plugin=plugin, cfg=cfg, chat=core, chat_id=chat_id,
+                           user_id=user.id if user else None,
+                           update_id=event_update.update_id if event_update else None)}
 
 
 def _gate_router(app: App, router: Router, plugin: str) -> None:

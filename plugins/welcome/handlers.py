@@ -659,7 +659,10 @@ async def on_join_leave_service(message: Message, ctx: Ctx) -> None:
 def make_router() -> Router:
     router = Router(name=NAME)
     router.callback_query.register(on_captcha_button, CaptchaButton())
-    router.message.register(on_join_leave_service, JoinLeaveService())
+    # A root filter, so it runs before the core's plugin gate: a chatter message is turned away
+    # without building the plugin's context.
+    router.message.filter(JoinLeaveService())
+    router.message.register(on_join_leave_service)
     return router
 
 
