@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from bot.plugin import PluginConfig
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     app: App
     plugin: str

@@ -48,6 +48,8 @@ SERVICE_FIELDS = (
 
 
 def is_service(message: Message) -> bool:
+    if message.text is not None or message.caption is not None:
+        return False  # service messages carry neither; most messages stop here
     return any(getattr(message, f, None) for f in SERVICE_FIELDS)
 
 
@@ -96,10 +98,11 @@ class MessagePipeline(BaseMiddleware):
         now = app.clock.now()
         if in_group:
             app.members.touch_chat(chat.id, chat.type, chat.title, chat.username, now)
+        service = in_group and is_service(message)
         if user is not None:
-            app.members.touch(user, chat.id if in_group else None, now, spoke=in_group and not is_service(message))
+            app.members.touch(user, chat.id if in_group else None, now, spoke=in_group and not service)
 
-        if in_group and is_service(message):
+        if service:
             await self._membership(message, update_id)
             return await handler(event, data)
 
