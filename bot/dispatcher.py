@@ -226,7 +226,7 @@ class PluginGate(Filter):
         chat_id = chat.id if chat is not None else None
         app, plugin = self.app, self.plugin
         cfg = await _config(app, chat_id, plugin)
-        if plugin != CORE and not cfg.enabled:
+        if chat_id is not None and plugin != CORE and not cfg.enabled:
             return False
         core = await _config(app, chat_id, CORE)
         assert isinstance(core, CoreChatConfig)
