@@ -19,13 +19,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sub(args: list[str], timeout: int = 1800) -> dict[str, Any]:
+def runs(args: list[str], timeout: int = 1800) -> str:
+    """``python -m <args>`` in a clean environment; its stdout (it must exit 0)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUNBOT_")}
     out = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=timeout)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout
+
+
+def sub(args: list[str], timeout: int = 1800) -> dict[str, Any]:
+    """A benchmark run whose last line of output is its JSON result."""
+    return json.loads(runs(args, timeout).strip().splitlines()[-1])
 
 
 def machine() -> str:
@@ -63,6 +69,9 @@ def main() -> int:
         results["without"] = {p: sub(["bench.inprocess", "--variant", f"without:{p}", "--n", str(n)])
                               for p in plugins}
     results["e2e"] = sub(["bench.e2e", "--n", str(n)])
+    if args.smoke:  # the helper scripts behind bench/NOTES.md must keep running too
+        runs(["bench.profile_kinds", "--n", "300"])
+        runs(["bench.statement_cost", "--n", "300"])
     results["wall_seconds"] = round(time.time() - started, 1)
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(exist_ok=True)
