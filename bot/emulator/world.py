@@ -908,6 +908,8 @@ API_METHODS: tuple[str, ...] = (
     "restrictChatMember",
     "banChatMember",
     "unbanChatMember",
+    "banChatSenderChat",
+    "unbanChatSenderChat",
     "getChatMember",
     "getChatAdministrators",
     "getChatMemberCount",
@@ -1076,6 +1078,7 @@ class World:
             "pinned": [],
             "invite_links": {},
             "join_requests": {},
+            "banned_sender_chats": set(),
         }
 
     def set_member(self, chat_id: int, user_id: int, status: str, **rights: Any) -> dict[str, Any]:
@@ -2292,6 +2295,9 @@ class World:
         anonymous_admin = isinstance(sender_chat, dict) and sender_chat.get("id") == chat["id"]
         if sender_chat is True:
             sender_chat, anonymous_admin = self._chat_public(chat), True
+        if (isinstance(sender_chat, dict) and not anonymous_admin
+                and int(sender_chat.get("id", 0)) in chat.get("banned_sender_chats", ())):
+            raise WorldError(f"channel {sender_chat.get('id')} is banned in {chat['title']}")
         media_kinds = [k for k in self._MEDIA_PERMISSION if k in extra]
         if (
             text is None
@@ -3008,6 +3014,33 @@ class World:
         chat["members"][user_id] = {"status": "left", "until_date": 0}
         self._member_changed(chat, user_id, old, self.bot_id)
         return True
+
+    def _sender_chat_target(self, p: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        chat = self._bot_chat(p)
+        if chat["type"] not in ("supergroup", "channel"):
+            raise _bad("method is available for supergroup and channel chats only")
+        sender_chat_id = self._req_int(p, "sender_chat_id")
+        if sender_chat_id >= 0:
+            raise _bad("sender_chat_id must be a channel or supergroup id")
+        if not self._has_right(chat, self.bot_id, "can_restrict_members"):
+            raise _bad("not enough rights to restrict/unrestrict chat member")
+        return chat, sender_chat_id
+
+    def m_banChatSenderChat(self, p: dict[str, Any]) -> bool:
+        chat, sender_chat_id = self._sender_chat_target(p)
+        if sender_chat_id == chat["id"]:
+            raise _bad("can't ban the chat itself")
+        chat["banned_sender_chats"].add(sender_chat_id)
+        return True
+
+    def m_unbanChatSenderChat(self, p: dict[str, Any]) -> bool:
+        chat, sender_chat_id = self._sender_chat_target(p)
+        chat["banned_sender_chats"].discard(sender_chat_id)
+        return True
+
+    def sender_chat_banned(self, chat_id: int, sender_chat_id: int) -> bool:
+        """Whether a channel may no longer post in the chat (banChatSenderChat)."""
+        return int(sender_chat_id) in self._chat(chat_id)["banned_sender_chats"]
 
     def m_getChatMember(self, p: dict[str, Any]) -> dict[str, Any]:
         chat = self._bot_chat(p)

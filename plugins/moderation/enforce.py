@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiogram.methods import (
     BanChatMember,
+    BanChatSenderChat,
     DeleteMessage,
     DeleteMessages,
     RestrictChatMember,
     UnbanChatMember,
+    UnbanChatSenderChat,
 )
 from aiogram.types import ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -72,7 +74,7 @@ class Case:
     """One penalty to carry out. ``source`` is unique per chat (message, command, button...)."""
 
     chat_id: int
-    user_id: int | None  # None: a message sent as a channel (only deletion applies)
+    user_id: int | None  # None: a message sent as a channel (deletion, or a ban of the channel)
     rule: str
     action: Action  # delete | warn (ladder) | mute | ban | kick (direct)
     source: str
@@ -86,6 +88,8 @@ class Case:
     reply_to: int | None = None  # the command message the announcement answers
     announce_chat: int | None = None  # where the command came from (a DM after /connect)
     announce: bool | None = None  # None: per the chat's config (manual actions always answer)
+    sender_chat_id: int | None = None  # the channel a message was sent as (user_id is then None)
+    sender_chat_title: str | None = None
 
 
 @dataclass
@@ -166,6 +170,20 @@ async def kick(app: App, chat_id: int, user_id: int) -> bool:
     return await ban(app, chat_id, user_id, None) and await unban(app, chat_id, user_id)
 
 
+async def ban_sender_chat(app: App, chat_id: int, sender_chat_id: int) -> bool:
+    """A channel can no longer post in the chat (as any of its owner's channels); Telegram has no term."""
+    return await _call(app, chat_id, BanChatSenderChat(chat_id=chat_id, sender_chat_id=sender_chat_id))
+
+
+async def unban_sender_chat(app: App, chat_id: int, sender_chat_id: int) -> bool:
+    return await _call(app, chat_id, UnbanChatSenderChat(chat_id=chat_id, sender_chat_id=sender_chat_id))
+
+
+def channel_label(sender_chat_id: int, title: str | None, _: Callable[[str], str]) -> str:
+    name = html.escape(title) if title else f"<code>{sender_chat_id}</code>"
+    return _("频道 {name}").format(name=name)
+
+
 def delete_messages(app: App, chat_id: int, message_ids: Sequence[int]) -> None:
     """Queue the deletions (fire and forget: a message already gone is fine)."""
     ids = sorted(set(message_ids))
@@ -202,7 +220,11 @@ async def enforce(app: App, case: Case) -> Outcome:
     kind = case.action.kind
     ladder = cfg.ladder_actions()
     counts = case.user_id is not None and (kind == "warn" or (case.add_warn and kind in ("mute", "ban", "kick")))
-    effect = case.action if case.user_id is not None else Action("delete")
+    # A message sent as a channel: a ban bans the channel (banChatSenderChat, no term); anything
+    # milder only deletes, since a channel cannot be warned, muted or kicked.
+    channel = case.sender_chat_id if case.user_id is None and kind == "ban" else None
+    channel_effect = Action("ban") if channel is not None else Action("delete")
+    effect = case.action if case.user_id is not None else channel_effect
     if effect.kind == "warn":
         effect = Action("notice")
     warn_id: int | None = None
@@ -228,7 +250,9 @@ async def enforce(app: App, case: Case) -> Outcome:
                 reset = True
         until = now + timedelta(seconds=effect.seconds) if effect.kind in ("mute", "ban") and effect.seconds else None
         row = await service.record_action(s, ActionLog(
-            chat_id=case.chat_id, user_id=case.user_id, source=case.source[:128], action=effect.kind,
+            # A banned channel is journalled under its (negative) chat id, which the undo button reads.
+            chat_id=case.chat_id, user_id=case.user_id if channel is None else channel,
+            source=case.source[:128], action=effect.kind,
             rule=case.rule[:32], reason=case.reason or None, actor_id=case.actor_id, excerpt=case.excerpt,
             until=until, warn_id=warn_id, warn_count=count, created_at=now,
         ))
@@ -258,6 +282,12 @@ async def enforce(app: App, case: Case) -> Outcome:
                 ok = await kick(app, case.chat_id, case.user_id)
             if not ok:
                 outcome.status = "failed"
+    elif channel is not None:
+        if not await app.admins.bot_can(case.chat_id, "can_restrict_members"):
+            outcome.status = "no_rights"
+            await note_missing_right(app, case.chat_id, "can_restrict_members")
+        elif not await ban_sender_chat(app, case.chat_id, channel):
+            outcome.status = "failed"
 
     if warn_id is not None and cfg.warn_points and case.user_id is not None:
         await _deduct_points(app, case, warn_id, cfg.warn_points)
@@ -279,7 +309,9 @@ async def enforce(app: App, case: Case) -> Outcome:
                           actor_id=case.actor_id, rule=case.rule, reason=case.reason, excerpt=case.excerpt,
                           until=until, seconds=effect.seconds, warns=(count, len(ladder)) if warn_id else None,
                           log_id=log_id, has_warn=warn_id is not None, chat_title=case.chat_title,
-                          failed=outcome.status != "done", reset=reset, extra=case.detail)
+                          failed=outcome.status != "done", reset=reset, extra=case.detail,
+                          sender_chat=(case.sender_chat_id, case.sender_chat_title)
+                          if case.sender_chat_id is not None else None)
     return outcome
 
 
@@ -300,7 +332,12 @@ async def _deduct_points(app: App, case: Case, warn_id: int, points: int) -> Non
 
 async def announcement(app: App, case: Case, outcome: Outcome, _: Callable[[str], str]) -> str:
     effect = outcome.effect or case.action
-    who = await app.members.mention(case.user_id) if case.user_id is not None else _("频道身份")
+    if case.user_id is not None:
+        who = await app.members.mention(case.user_id)
+    elif case.sender_chat_id is not None:
+        who = channel_label(case.sender_chat_id, case.sender_chat_title, _)
+    else:
+        who = _("频道身份")
     kind = effect.kind
     if kind == "notice":
         line = f"⚠️ {who} {_('被警告')}"
@@ -334,7 +371,7 @@ async def log_to_chat(
     actor_id: int | None, rule: str, reason: str = "", excerpt: str | None = None, until: datetime | None = None,
     seconds: int | None = None, warns: tuple[int, int] | None = None, log_id: int | None = None,
     has_warn: bool = False, chat_title: str | None = None, failed: bool = False, reset: bool = False,
-    extra: str = "",
+    extra: str = "", sender_chat: tuple[int, str | None] | None = None,
 ) -> None:
     log_chat = app.log_chat_for(chat.log_chat_id)
     if log_chat is None:
@@ -342,7 +379,9 @@ async def log_to_chat(
     icon = ACTION_ICONS.get(action, "•")
     title = html.escape(chat_title) + " " if chat_title else ""
     lines = [f"{icon} <b>{_(ACTION_LABELS.get(action, action))}</b> · {title}(<code>{chat_id}</code>)"]
-    if user_id is not None:
+    if sender_chat is not None:
+        lines.append(f"{_('对象')}：{channel_label(sender_chat[0], sender_chat[1], _)} (<code>{sender_chat[0]}</code>)")
+    elif user_id is not None:
         lines.append(f"{_('对象')}：{await app.members.mention(user_id)} (<code>{user_id}</code>)")
     lines.append(f"{_('执行')}：" + (await app.members.mention(actor_id) if actor_id is not None else _("自动规则")))
     lines.append(f"{_('规则')}：{rule_label(rule, _)}")

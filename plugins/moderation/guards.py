@@ -193,9 +193,12 @@ async def judge(message: Message, ctx: Ctx, *, edited: bool = False) -> list[Cas
     text = message.text or message.caption or ""
     excerpt = excerpt_of(text) or _kind_excerpt(message)
 
+    channel = sender_chat if as_channel else None
+
     def case(rule: str, action: Action, source: str, **kw: object) -> Case:
         return Case(chat_id=chat_id, user_id=target, rule=rule, action=action, source=source, excerpt=excerpt,
-                    chat_title=message.chat.title, **kw)  # type: ignore[arg-type]
+                    chat_title=message.chat.title, sender_chat_id=channel.id if channel else None,
+                    sender_chat_title=channel.title if channel else None, **kw)  # type: ignore[arg-type]
 
     if target is not None and cfg.gban_enforce and target in rt.gbans:
         return [case("gban", Action("ban"), f"gban:{mid}", delete_ids=[mid], reason=ctx._("全网封禁名单"))]

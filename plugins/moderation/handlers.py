@@ -27,6 +27,7 @@ from plugins.moderation.enforce import (
     UNDO_PREFIX,
     Case,
     ban,
+    channel_label,
     delete_messages,
     enforce,
     excerpt_of,
@@ -35,6 +36,7 @@ from plugins.moderation.enforce import (
     restrict,
     translator,
     unban,
+    unban_sender_chat,
     unrestrict,
 )
 from plugins.moderation.guards import judge
@@ -102,24 +104,41 @@ def action_label(action: Action, _: Any) -> str:
 
 @dataclass
 class Target:
-    user_id: int
+    user_id: int  # negative: a channel that posts in the group (only with ``channels=True``)
     rest: str
     replied: Message | None
+    channel_title: str | None = None
+
+    @property
+    def is_channel(self) -> bool:
+        return self.user_id < 0
 
 
-async def get_target(message: Message, ctx: Ctx) -> Target:
-    """The member a command is about: the replied message's author, or @username / id as first argument."""
+CHANNEL_ID_PREFIX = "-100"
+
+
+async def get_target(message: Message, ctx: Ctx, *, channels: bool = False) -> Target:
+    """The member a command is about: the replied message's author, or @username / id as first argument.
+
+    With ``channels`` (/ban, /unban), a message sent as a channel, or a ``-100…`` id, names the channel."""
     replied = message.reply_to_message if ctx.chat_id is not None and message.chat.id == ctx.chat_id else None
     if replied is not None:
         if is_service(replied):
             raise UsageError(ctx._("请回复成员发的普通消息，而不是系统消息。"))
-        if replied.sender_chat is not None or replied.from_user is None:
+        sender_chat = replied.sender_chat
+        if sender_chat is not None and sender_chat.id != message.chat.id and sender_chat.type == "channel":
+            if not channels:
+                raise UsageError(ctx._("这条消息是以频道身份发的：频道只能用 /ban 封禁或 /unban 解除封禁。"))
+            return Target(sender_chat.id, ctx.args.strip(), replied, sender_chat.title)
+        if sender_chat is not None or replied.from_user is None:
             raise UsageError(ctx._("这条消息是以频道或匿名管理员身份发的，无法对其操作。"))
         uid, rest = replied.from_user.id, ctx.args
     else:
         token, _sep, rest = ctx.args.strip().partition(" ")
         if not token or not (token.startswith("@") or token.lstrip("-").isdigit()):
             raise UsageError()
+        if channels and token.startswith(CHANNEL_ID_PREFIX) and token[1:].isdigit():
+            return Target(int(token), rest.strip(), None)
         found = await ctx.app.members.resolve(token)
         if found is None:
             raise UsageError(ctx._("找不到用户 {name}：TA 需要先在群里发过言，或者改用数字 ID。")
@@ -187,10 +206,11 @@ def _replied_excerpt(target: Target) -> str | None:
 
 def _manual_case(message: Message, ctx: Ctx, target: Target, action: Action, reason: str) -> Case:
     return Case(
-        chat_id=_chat(ctx), user_id=target.user_id, rule="manual", action=action, source=_source(message),
-        reason=reason, actor_id=ctx.user_id, excerpt=_replied_excerpt(target), reply_to=message.message_id,
-        announce_chat=message.chat.id, announce=True,
+        chat_id=_chat(ctx), user_id=None if target.is_channel else target.user_id, rule="manual", action=action,
+        source=_source(message), reason=reason, actor_id=ctx.user_id, excerpt=_replied_excerpt(target),
+        reply_to=message.message_id, announce_chat=message.chat.id, announce=True,
         chat_title=message.chat.title if message.chat.id == ctx.chat_id else None,
+        sender_chat_id=target.user_id if target.is_channel else None, sender_chat_title=target.channel_title,
     )
 
 
@@ -214,7 +234,16 @@ async def cmd_mute(message: Message, ctx: Ctx) -> None:
 
 
 async def cmd_ban(message: Message, ctx: Ctx) -> None:
-    target = await get_target(message, ctx)
+    target = await get_target(message, ctx, channels=True)
+    if target.is_channel:
+        if target.user_id == _chat(ctx):
+            raise UsageError(ctx._("这是本群自己的 ID（匿名管理员以本群身份发言），不能封禁。"))
+        seconds, reason = split_duration(ctx, target.rest)
+        if seconds is not None:
+            raise UsageError(ctx._("频道只能永久封禁，不能设时长。"))
+        await require_right(ctx, "can_restrict_members")
+        await enforce(ctx.app, _manual_case(message, ctx, target, Action("ban"), reason))
+        return
     await refuse_admin(ctx, target.user_id)
     seconds, reason = split_duration(ctx, target.rest)
     await require_right(ctx, "can_restrict_members")
@@ -234,6 +263,7 @@ async def cmd_kick(message: Message, ctx: Ctx) -> None:
 async def _lift(
     message: Message,
     ctx: Ctx,
+    target: Target,
     *,
     action: str,
     from_status: str,
@@ -245,7 +275,6 @@ async def _lift(
 ) -> None:
     """/unmute and /unban: check the member is in ``from_status``, journal once, lift, report."""
     chat_id = _chat(ctx)
-    target = await get_target(message, ctx)
     await require_right(ctx, "can_restrict_members")
     status = await member_status(ctx.app, chat_id, target.user_id)
     if status is None:
@@ -261,13 +290,29 @@ async def _lift(
 
 
 async def cmd_unmute(message: Message, ctx: Ctx) -> None:
-    await _lift(message, ctx, action="unmute", from_status="restricted", not_in_status=ctx._("TA 现在没有被禁言。"),
-                lift=unrestrict, icon="🔊", done=ctx._("已解除禁言。"), failed=ctx._("解除禁言失败。"))
+    await _lift(message, ctx, await get_target(message, ctx), action="unmute", from_status="restricted",
+                not_in_status=ctx._("TA 现在没有被禁言。"), lift=unrestrict, icon="🔊", done=ctx._("已解除禁言。"),
+                failed=ctx._("解除禁言失败。"))
 
 
 async def cmd_unban(message: Message, ctx: Ctx) -> None:
-    await _lift(message, ctx, action="unban", from_status="kicked", not_in_status=ctx._("TA 现在没有被封禁。"),
+    target = await get_target(message, ctx, channels=True)
+    if target.is_channel:
+        await _unban_channel(message, ctx, target)
+        return
+    await _lift(message, ctx, target, action="unban", from_status="kicked", not_in_status=ctx._("TA 现在没有被封禁。"),
                 lift=unban, icon="✅", done=ctx._("已解除封禁，可以重新加入了。"), failed=ctx._("解除封禁失败。"))
+
+
+async def _unban_channel(message: Message, ctx: Ctx, target: Target) -> None:
+    chat_id = _chat(ctx)
+    await require_right(ctx, "can_restrict_members")
+    if not await journal(ctx.app, chat_id=chat_id, user_id=target.user_id, action="unban", rule="manual",
+                         source=_source(message), actor_id=ctx.user_id, reason=target.rest):
+        return
+    ok = await unban_sender_chat(ctx.app, chat_id, target.user_id)
+    who = channel_label(target.user_id, target.channel_title, ctx._)
+    ctx.reply(message, f"✅ {who} " + (ctx._("已解除封禁，可以重新发言了。") if ok else ctx._("解除封禁失败。")))
 
 
 async def cmd_warns(message: Message, ctx: Ctx) -> None:
@@ -926,7 +971,10 @@ async def _on_undo(query: CallbackQuery, ctx: Ctx, raw: str) -> None:
         await query.answer(ctx._("已经撤销过了。"), show_alert=True)
         return
     ok = True
-    if row.user_id is not None:
+    if row.user_id is not None and row.user_id < 0:
+        if row.action == "ban":  # a channel (see enforce)
+            ok = await unban_sender_chat(app, row.chat_id, row.user_id)
+    elif row.user_id is not None:
         if row.action == "mute":
             ok = await unrestrict(app, row.chat_id, row.user_id)
         elif row.action == "ban":

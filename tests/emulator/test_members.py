@@ -100,3 +100,22 @@ async def test_bot_kicked_is_forbidden(bot: Bot, world: World) -> None:
         await bot.send_message(OTHER, "hello?")
     world.send_message(OTHER, ALICE, "/checkin")
     assert world.pending_updates() == []
+
+
+async def test_sender_chat_ban_stops_a_channel_posting_until_unbanned(bot: Bot, world: World) -> None:
+    channel = {"id": -100777, "type": "channel", "title": "搬运频道"}
+    world.send_message(GROUP, ALICE, "频道发言", sender_chat=dict(channel))
+    assert await bot.ban_chat_sender_chat(GROUP, channel["id"])
+    assert world.sender_chat_banned(GROUP, channel["id"])
+    with pytest.raises(WorldError, match="banned"):
+        world.send_message(GROUP, ALICE, "又来了", sender_chat=dict(channel))
+    world.send_message(GROUP, ALICE, "本人发言")  # the member's own account is not affected
+    assert await bot.unban_chat_sender_chat(GROUP, channel["id"])
+    assert not world.sender_chat_banned(GROUP, channel["id"])
+    world.send_message(GROUP, ALICE, "可以了", sender_chat=dict(channel))
+    with pytest.raises(TelegramBadRequest, match="not enough rights"):
+        await bot.ban_chat_sender_chat(OTHER, channel["id"])
+    with pytest.raises(TelegramBadRequest, match="can't ban the chat itself"):
+        await bot.ban_chat_sender_chat(GROUP, GROUP)
+    with pytest.raises(TelegramBadRequest, match="channel or supergroup id"):
+        await bot.ban_chat_sender_chat(GROUP, ALICE)

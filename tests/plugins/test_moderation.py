@@ -534,6 +534,79 @@ async def test_report_dismiss_and_undo_buttons(make_harness: Any) -> None:
     assert "已撤销" in (h.world.message(LOG_CHAT, log_id) or {})["text"]
 
 
+# ---- channels posting in the group ---------------------------------------------------------------
+
+CHANNEL = {"id": -100888, "type": "channel", "title": "搬运频道"}
+
+
+async def test_ban_a_channel_by_reply_and_undo_it(make_harness: Any) -> None:
+    h = await start(make_harness)
+    post = await h.say(GROUP, BOB, "来看我的频道", sender_chat=dict(CHANNEL))
+    h.clear()
+    await h.say(GROUP, ADMIN, "/ban 搬运广告", reply_to=post["message_id"])
+    bans = ok(h, "banChatSenderChat")
+    assert [(c.params["chat_id"], c.params["sender_chat_id"]) for c in bans] == [(GROUP, CHANNEL["id"])]
+    assert ok(h, "banChatMember") == []  # the member behind the channel keeps their own account
+    assert h.world.sender_chat_banned(GROUP, CHANNEL["id"])
+    assert "频道 搬运频道" in h.last_text(GROUP) and "已被封禁" in h.last_text(GROUP)
+    card = h.last_text(LOG_CHAT)
+    assert "搬运频道" in card and str(CHANNEL["id"]) in card and "搬运广告" in card
+
+    # Delivered again: nothing twice.
+    h.world.push_update(dict(h.world.all_updates[-1]))
+    await h.deliver()
+    assert len(ok(h, "banChatSenderChat")) == 1
+
+    log_id, undo = _buttons(h, LOG_CHAT)
+    assert undo and undo[0].startswith("mod:u:")
+    h.clear()
+    await h.press(LOG_CHAT, ADMIN, log_id, undo[0])
+    assert [c.params["sender_chat_id"] for c in ok(h, "unbanChatSenderChat")] == [CHANNEL["id"]]
+    assert not h.world.sender_chat_banned(GROUP, CHANNEL["id"])
+    assert "已撤销" in (h.world.message(LOG_CHAT, log_id) or {})["text"]
+
+
+async def test_unban_a_channel_by_id_and_bad_channel_commands(make_harness: Any) -> None:
+    h = await start(make_harness)
+    post = await h.say(GROUP, BOB, "频道发言", sender_chat=dict(CHANNEL))
+    await h.say(GROUP, ADMIN, f"/ban {CHANNEL['id']}")
+    assert h.world.sender_chat_banned(GROUP, CHANNEL["id"])
+    await h.say(GROUP, ADMIN, f"/unban {CHANNEL['id']}")
+    assert not h.world.sender_chat_banned(GROUP, CHANNEL["id"])
+    assert "已解除封禁，可以重新发言了" in h.last_text(GROUP)
+    h.clear()
+    await h.say(GROUP, ADMIN, "/ban 1d", reply_to=post["message_id"])
+    assert "频道只能永久封禁" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/mute 1h", reply_to=post["message_id"])
+    assert "频道只能用 /ban 封禁" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/warn", reply_to=post["message_id"])
+    assert "频道只能用 /ban 封禁" in h.last_text(GROUP)
+    await h.say(GROUP, ALICE, "/ban", reply_to=post["message_id"])  # not an admin
+    assert "只有管理员" in h.last_text(GROUP)
+    assert ok(h, "banChatSenderChat", "banChatMember", "restrictChatMember") == []
+    assert not h.world.sender_chat_banned(GROUP, CHANNEL["id"])
+    await h.say(GROUP, ADMIN, "/ban -5")  # a negative id that is no channel: a user id is expected
+    assert "用户 ID 不对" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, f"/ban {GROUP}")
+    assert "本群自己的 ID" in h.last_text(GROUP)
+    assert ok(h, "banChatSenderChat") == []
+
+
+async def test_rules_ban_a_channel_only_when_their_action_is_ban(make_harness: Any) -> None:
+    h = await start(make_harness)
+    await h.say(GROUP, ADMIN, "/addblacklist 刷单 action=ban")
+    await h.say(GROUP, ADMIN, "/addblacklist 代购")
+    other = {"id": -100999, "type": "channel", "title": "代购频道"}
+    h.clear()
+    await h.say(GROUP, BOB, "代购便宜", sender_chat=dict(other))  # the default action (warn): deleted only
+    assert len(ok(h, "deleteMessage")) == 1 and ok(h, "banChatSenderChat") == []
+    await h.say(GROUP, BOB, "刷单兼职", sender_chat=dict(CHANNEL))
+    assert [c.params["sender_chat_id"] for c in ok(h, "banChatSenderChat")] == [CHANNEL["id"]]
+    assert len(ok(h, "deleteMessage")) == 2
+    assert ok(h, "banChatMember", "restrictChatMember") == []
+    assert await active_warns(h, BOB) == 0
+
+
 # ---- network bans --------------------------------------------------------------------------------
 
 
