@@ -54,12 +54,12 @@ ACTION_LABELS: dict[str, str] = {
     "kick": N_("踢出"), "unmute": N_("解除禁言"), "unban": N_("解除封禁"), "rmwarn": N_("撤销警告"),
     "resetwarns": N_("清空警告"), "gban": N_("全网封禁"), "ungban": N_("解除全网封禁"),
     "raid_on": N_("开启防突袭"), "raid_off": N_("关闭防突袭"), "approve": N_("设为信任成员"),
-    "unapprove": N_("取消信任成员"),
+    "unapprove": N_("取消信任成员"), "purge": N_("清理消息"), "pin": N_("置顶"), "unpin": N_("取消置顶"),
 }  # fmt: skip
 ACTION_ICONS: dict[str, str] = {
     "notice": "⚠️", "warn": "⚠️", "delete": "🧹", "mute": "🔇", "ban": "⛔", "kick": "👢", "unmute": "🔊",
     "unban": "✅", "rmwarn": "↩️", "resetwarns": "↩️", "gban": "🌐", "ungban": "🌐", "raid_on": "🚨",
-    "raid_off": "🟢", "approve": "🤝", "unapprove": "🤝",
+    "raid_off": "🟢", "approve": "🤝", "unapprove": "🤝", "purge": "🧹", "pin": "📌", "unpin": "📌",
 }  # fmt: skip
 RULE_LABELS: dict[str, str] = {
     "manual": N_("管理员操作"), "blacklist": N_("违禁词"), "flood": N_("刷屏"), "spam": N_("新成员发广告"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
+from aiogram.methods import PinChatMessage, UnpinAllChatMessages, UnpinChatMessage
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, TelegramObject
 
 from bot.context import Ctx
@@ -182,6 +183,8 @@ async def require_right(ctx: Ctx, right: str) -> None:
         return
     if right == "can_delete_messages":
         raise UsageError(ctx._("我没有「删除消息」权限，无法执行。请在群管理里把机器人设为管理员并打开该权限。"))
+    if right == "can_pin_messages":
+        raise UsageError(ctx._("我没有「置顶消息」权限，无法执行。请在群管理里把机器人设为管理员并打开该权限。"))
     raise UsageError(ctx._("我没有「封禁用户」权限，无法执行。请在群管理里把机器人设为管理员并打开该权限。"))
 
 
@@ -385,6 +388,77 @@ async def cmd_del(message: Message, ctx: Ctx) -> None:
                          excerpt=excerpt_of(replied.text or replied.caption), chat_title=message.chat.title):
         return
     delete_messages(ctx.app, chat_id, [replied.message_id, message.message_id])
+
+
+PURGE_LIMIT = 1000  # messages per /purge (ten deleteMessages calls)
+LOUD = frozenset({"loud", "notify", "通知", "提醒"})
+
+
+def _replied_here(message: Message, ctx: Ctx) -> Message:
+    """The replied message of a command that must be used by replying in the group itself."""
+    replied = message.reply_to_message if message.chat.id == _chat(ctx) else None
+    if replied is None:
+        raise UsageError()
+    return replied
+
+
+async def cmd_purge(message: Message, ctx: Ctx) -> None:
+    """Rose's /purge: delete every message from the replied one up to the command itself."""
+    chat_id = _chat(ctx)
+    replied = _replied_here(message, ctx)
+    count = message.message_id - replied.message_id + 1
+    if count > PURGE_LIMIT:
+        raise UsageError(ctx._("一次最多清理 {n} 条消息，请回复更近的一条。").format(n=PURGE_LIMIT))
+    await require_right(ctx, "can_delete_messages")
+    done = ctx._("已清理 {n} 条消息。").format(n=count)
+    if not await journal(ctx.app, chat_id=chat_id, user_id=None, action="purge", rule="manual",
+                         source=_source(message), actor_id=ctx.user_id, reason=ctx.args.strip(),
+                         chat_title=message.chat.title, extra=done):
+        return
+    # Message ids of a group are consecutive: the range is every message in between, whoever sent it.
+    delete_messages(ctx.app, chat_id, range(replied.message_id, message.message_id + 1))
+    ctx.app.send_text(chat_id, f"🧹 {done}", delete_after=ctx.chat.notice_ttl or None)
+
+
+async def cmd_pin(message: Message, ctx: Ctx) -> None:
+    chat_id = _chat(ctx)
+    replied = _replied_here(message, ctx)
+    option = ctx.args.strip().lower()
+    if option and option not in LOUD:
+        raise UsageError()
+    await require_right(ctx, "can_pin_messages")
+    if not await journal(ctx.app, chat_id=chat_id, user_id=None, action="pin", rule="manual",
+                         source=_source(message), actor_id=ctx.user_id,
+                         excerpt=excerpt_of(replied.text or replied.caption), chat_title=message.chat.title):
+        return
+    pinned = await ctx.app.call(chat_id, PinChatMessage(chat_id=chat_id, message_id=replied.message_id,
+                                                         disable_notification=option not in LOUD))
+    if pinned is None:
+        ctx.reply(message, "⚠️ " + ctx._("置顶失败（消息可能已被删除）。"), notice=True)
+
+
+async def cmd_unpin(message: Message, ctx: Ctx) -> None:
+    """Unpin the replied message, else the latest pin; ``/unpin all`` unpins everything."""
+    chat_id = _chat(ctx)
+    option = ctx.args.strip().lower()
+    if option not in ("", "all", "全部"):
+        raise UsageError()
+    replied = message.reply_to_message if message.chat.id == chat_id else None
+    await require_right(ctx, "can_pin_messages")
+    if not await journal(ctx.app, chat_id=chat_id, user_id=None, action="unpin", rule="manual",
+                         source=_source(message), actor_id=ctx.user_id, chat_title=message.chat.title):
+        return
+    if option:
+        method: Any = UnpinAllChatMessages(chat_id=chat_id)
+        done = ctx._("已取消全部置顶。")
+    elif replied is not None:
+        method = UnpinChatMessage(chat_id=chat_id, message_id=replied.message_id)
+        done = ctx._("已取消置顶。")
+    else:
+        method = UnpinChatMessage(chat_id=chat_id)
+        done = ctx._("已取消最近的置顶。")
+    ok = await ctx.app.call(chat_id, method) is not None
+    ctx.reply(message, f"📌 {done}" if ok else "⚠️ " + ctx._("取消置顶失败（那条消息可能没有置顶）。"), notice=True)
 
 
 # ---- banned words --------------------------------------------------------------------------------

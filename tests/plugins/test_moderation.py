@@ -607,6 +607,72 @@ async def test_rules_ban_a_channel_only_when_their_action_is_ban(make_harness: A
     assert await active_warns(h, BOB) == 0
 
 
+# ---- purge and pins ------------------------------------------------------------------------------
+
+
+async def test_purge_deletes_from_the_replied_message_to_the_command_once(make_harness: Any) -> None:
+    h = await start(make_harness, flood_enabled=False)
+    before = await h.say(GROUP, BOB, "这条留着")
+    first = await h.say(GROUP, BOB, "刷屏 1")
+    for i in range(2, 151):
+        await h.say(GROUP, ALICE if i % 2 else BOB, f"刷屏 {i}")
+    h.clear()
+    await h.say(GROUP, ADMIN, "/purge 刷屏", reply_to=first["message_id"])
+    command_id = h.world.all_updates[-1]["message"]["message_id"]
+    deleted = sorted(i for c in ok(h, "deleteMessages") for i in c.params["message_ids"])
+    assert deleted == list(range(first["message_id"], command_id + 1))  # 151 messages, in two calls
+    assert len(ok(h, "deleteMessages")) == 2
+    assert before["message_id"] not in deleted
+    assert "已清理 151 条消息" in h.last_text(GROUP)
+    assert "清理消息" in h.last_text(LOG_CHAT) and "刷屏" in h.last_text(LOG_CHAT)
+    h.world.push_update(dict(h.world.all_updates[-1]))  # delivered again: nothing twice
+    h.clear()
+    await h.deliver()
+    assert ok(h, "deleteMessages", "deleteMessage") == []
+    assert [c for c in ok(h, "sendMessage") if "已清理" in c.params["text"]] == []
+
+
+async def test_purge_refusals(make_harness: Any) -> None:
+    h = await start(make_harness)
+    old = await h.say(GROUP, BOB, "很久以前")
+    await h.say(GROUP, ADMIN, "/purge")
+    assert "/purge" in h.last_text(GROUP)  # usage: it needs a reply
+    h.world._chat(GROUP)["next_message_id"] += 1000  # a thousand messages later
+    await h.say(GROUP, ADMIN, "/purge", reply_to=old["message_id"])
+    assert "最多清理 1000 条" in h.last_text(GROUP)
+    await h.say(GROUP, BOB, "/purge", reply_to=old["message_id"])
+    assert "只有管理员" in h.last_text(GROUP)
+    assert ok(h, "deleteMessages") == []
+
+
+async def test_pin_and_unpin(make_harness: Any) -> None:
+    h = await start(make_harness)
+    notice = await h.say(GROUP, ADMIN, "今晚八点直播")
+    other = await h.say(GROUP, ADMIN, "新品预告")
+    h.clear()
+    await h.say(GROUP, ADMIN, "/pin", reply_to=notice["message_id"])
+    pins = ok(h, "pinChatMessage")
+    assert len(pins) == 1 and pins[0].params["message_id"] == notice["message_id"]
+    assert pins[0].params.get("disable_notification") is True
+    await h.say(GROUP, ADMIN, "/pin loud", reply_to=other["message_id"])
+    assert not ok(h, "pinChatMessage")[-1].params.get("disable_notification")
+    assert h.world._chat(GROUP)["pinned"] == [notice["message_id"], other["message_id"]]
+    await h.say(GROUP, ADMIN, "/pin 随便", reply_to=other["message_id"])
+    assert "/pin" in h.last_text(GROUP)  # a wrong option: usage
+    await h.say(GROUP, ADMIN, "/unpin", reply_to=notice["message_id"])
+    assert "已取消置顶" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/unpin")
+    assert "已取消最近的置顶" in h.last_text(GROUP)
+    assert h.world._chat(GROUP)["pinned"] == []
+    await h.say(GROUP, ADMIN, "/pin", reply_to=notice["message_id"])
+    await h.say(GROUP, ADMIN, "/unpin all")
+    assert h.world._chat(GROUP)["pinned"] == [] and "已取消全部置顶" in h.last_text(GROUP)
+    await h.say(GROUP, ALICE, "/pin", reply_to=other["message_id"])
+    assert "只有管理员" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/pin")
+    assert "/pin" in h.last_text(GROUP)
+
+
 # ---- network bans --------------------------------------------------------------------------------
 
 
