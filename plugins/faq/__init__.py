@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.plugin import N_, Command, Job, Plugin
-from plugins.faq import handlers
+from plugins.faq import handlers, notes
 from plugins.faq.config import FaqConfig
 from plugins.faq.runtime import FaqRuntime
 
@@ -36,6 +36,13 @@ plugin = Plugin(
         Command("filters", handlers.cmd_filters, N_("列出本群的自动回复"), admin=True),
         Command("faqgaps", handlers.cmd_faqgaps, N_("最常见的没人回答的问题"), usage=N_("/faqgaps [clear]"),
                 admin=True),
+        Command("save", notes.cmd_save, N_("保存笔记（成员发送 #名字 查看）"),
+                usage=N_("/save &lt;名字&gt; &lt;内容&gt;，或回复一条消息发送 /save &lt;名字&gt;\n"
+                         "按钮：[按钮文字](buttonurl://https://…)"),
+                admin=True),
+        Command("get", notes.cmd_get, N_("查看笔记（也可以直接发送 #名字）"), usage=N_("/get &lt;名字&gt;")),
+        Command("notes", notes.cmd_notes, N_("列出本群的笔记")),
+        Command("clear", notes.cmd_clear, N_("删除笔记"), usage=N_("/clear &lt;名字&gt;"), admin=True),
     ),
     jobs=(Job("refresh", handlers.refresh_job, seconds=30),),
     runtime=FaqRuntime,

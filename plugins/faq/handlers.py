@@ -12,27 +12,24 @@ from typing import TYPE_CHECKING, Any
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
-from aiogram.methods import SendAnimation, SendDocument, SendPhoto, SendSticker, SendVideo
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
-    ReplyParameters,
 )
 
 from bot.commands import GROUP_TYPES
 from bot.context import Ctx
 from bot.plugin import UsageError
 from bot.services.events import FaqAnswered, QuestionUnanswered
-from bot.services.members import display_name, mention_html
-from plugins.faq import service
+from plugins.faq import notes, service
+from plugins.faq.answer import media_of, send_answer, url_buttons_of
 from plugins.faq.config import FaqConfig
 from plugins.faq.matcher import REGEX_PREFIX, FaqError, Hit, match_form, prepare_pattern
 from plugins.faq.parsing import (
     MODE_LABELS,
     Buttons,
-    buttons_markup,
     extract_buttons,
     html_slice,
     parse_keywords,
@@ -117,90 +114,20 @@ class FaqMatch(Filter):
         return await ctx.app.admins.is_admin(message.chat.id, user_id, sender_chat)
 
 
-def _render(reply_html: str, message: Message) -> str:
-    """Rose-style placeholders: {first} {last} {fullname} {username} {mention} {id} {chatname}."""
-    if "{" not in reply_html:
-        return reply_html
-    user = message.from_user
-    first = user.first_name if user else ""
-    last = (user.last_name or "") if user else ""
-    full = display_name(first, last or None, user.username if user else None)
-    values = {
-        "{first}": html.escape(first),
-        "{last}": html.escape(last),
-        "{fullname}": html.escape(full),
-        "{username}": html.escape("@" + user.username) if user and user.username else html.escape(full),
-        "{mention}": mention_html(user.id, full) if user else "",
-        "{id}": str(user.id) if user else "",
-        "{chatname}": html.escape(message.chat.title or ""),
-    }
-    for key, value in values.items():
-        reply_html = reply_html.replace(key, value)
-    return reply_html
-
-
-_MEDIA_METHODS: dict[str, tuple[type[Any], str]] = {
-    "photo": (SendPhoto, "photo"),
-    "video": (SendVideo, "video"),
-    "document": (SendDocument, "document"),
-    "animation": (SendAnimation, "animation"),
-    "sticker": (SendSticker, "sticker"),
-}
-
-
 async def on_faq_message(message: Message, ctx: Ctx, faq_hit: Hit) -> None:
     app = ctx.app
-    rt = _rt(ctx)
     entry = faq_hit.entry
     chat_id = message.chat.id
-    await rt.mark_answered(chat_id, entry.id, app.clock.time())
-    markup = buttons_markup(entry.buttons)
-    body = _render(entry.reply_html, message)
-    if entry.media_type and entry.media_file_id and entry.media_type in _MEDIA_METHODS:
-        method_cls, field_name = _MEDIA_METHODS[entry.media_type]
-        params: dict[str, Any] = {
-            "chat_id": chat_id,
-            field_name: entry.media_file_id,
-            "reply_parameters": ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True),
-            "reply_markup": markup,
-        }
-        if entry.media_type != "sticker" and body:
-            params["caption"] = body
-        app.call(chat_id, method_cls(**params))
-    else:
-        ctx.reply(message, body, reply_markup=markup)
+    await _rt(ctx).mark_answered(chat_id, entry.id, app.clock.time())
+    send_answer(ctx, message, message.message_id, entry.reply_html, entry.buttons, entry.media_type,
+                entry.media_file_id)
     now = app.clock.now()
-    rt.count_hit(entry.id, now)
+    _rt(ctx).count_hit(entry.id, now)
     user_id = message.from_user.id if message.from_user else 0
     await app.events.emit(FaqAnswered(chat_id=chat_id, user_id=user_id, entry_id=entry.id, at=now))
 
 
 # ---- /filter -------------------------------------------------------------------------------------
-def _media_of(src: Message) -> tuple[str | None, str | None]:
-    if src.animation:
-        return "animation", src.animation.file_id
-    if src.photo:
-        return "photo", src.photo[-1].file_id
-    if src.video:
-        return "video", src.video.file_id
-    if src.sticker:
-        return "sticker", src.sticker.file_id
-    if src.document:
-        return "document", src.document.file_id
-    return None, None
-
-
-def _url_buttons_of(src: Message) -> Buttons:
-    markup = src.reply_markup
-    rows: Buttons = []
-    if isinstance(markup, InlineKeyboardMarkup):
-        for row in markup.inline_keyboard:
-            kept = [{"text": b.text, "url": b.url} for b in row if b.url]
-            if kept:
-                rows.append(kept)
-    return rows
-
-
 async def cmd_filter(message: Message, ctx: Ctx) -> None:
     assert ctx.chat_id is not None
     text = message.text or ""
@@ -220,8 +147,8 @@ async def cmd_filter(message: Message, ctx: Ctx) -> None:
     elif message.reply_to_message is not None:
         src = message.reply_to_message
         reply_html = src.html_text if (src.text or src.caption) else ""
-        media_type, media_file_id = _media_of(src)
-        buttons = _url_buttons_of(src)
+        media_type, media_file_id = media_of(src)
+        buttons = url_buttons_of(src)
         if media_type is None and not reply_html:
             raise UsageError(ctx._("这条消息的类型不支持作为自动回复（支持文字、图片、视频、文件、动图、贴纸）。"))
     else:
@@ -424,6 +351,8 @@ async def cmd_faqgaps(message: Message, ctx: Ctx) -> None:
 # ---- wiring ---------------------------------------------------------------------------------------------
 def make_router() -> Router:
     router = Router(name="faq")
+    # "#name" first: a message asking for a note is not also an FAQ question.
+    router.message.register(notes.on_note_request, notes.NoteRequest())
     router.message.register(on_faq_message, FaqMatch())
     router.callback_query.register(on_callback, FaqCallback())
     return router

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot.shared import ALL
 from plugins.faq import service
 from plugins.faq.matcher import ChatMatcher, match_form, token_bounds
+from plugins.faq.notes import NoteData, load_notes
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -44,6 +45,7 @@ class FaqRuntime:
     def __init__(self, app: App) -> None:
         self.app = app
         self._matchers: dict[int, ChatMatcher] = {}
+        self._notes: dict[int, dict[str, NoteData]] = {}
         self._generation: dict[int, int] = defaultdict(int)
         # Several workers: each chat's revision at the leader's last refresh (None: not read yet).
         self._revisions: dict[int, int] | None = None
@@ -103,6 +105,18 @@ class FaqRuntime:
             self.warm_words()
         return m
 
+    async def notes(self, chat_id: int) -> dict[str, NoteData]:
+        """The chat's notes by lookup name (loaded once, dropped with the matcher on any change)."""
+        held = self._notes.get(chat_id)
+        if held is not None:
+            return held
+        generation = self._generation[chat_id]
+        async with self.app.db() as session:
+            loaded = await load_notes(session, chat_id)
+        if self._generation[chat_id] == generation:
+            self._notes[chat_id] = loaded
+        return loaded
+
     def cached(self, chat_id: int) -> ChatMatcher | None:
         return self._matchers.get(chat_id)
 
@@ -118,6 +132,7 @@ class FaqRuntime:
         for chat in chats:
             self._generation[chat] += 1
             self._matchers.pop(chat, None)
+            self._notes.pop(chat, None)
 
     def listen(self) -> None:
         """Follow the other workers' changes (called once at start-up)."""
