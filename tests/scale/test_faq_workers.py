@@ -1,5 +1,5 @@
 """faq with two workers (two Apps: two memories) sharing PostgreSQL and Redis answers like one bot: a
-/filter, /stop or import made through one worker applies on the other at once, an entry answered by one
+/filter, /stop, /save, /clear or import made through one worker applies on the other at once, an entry answered by one
 worker is cooling down on the other, and /faqgaps clear drops every worker's buffered questions."""
 
 from __future__ import annotations
@@ -142,3 +142,23 @@ async def test_faqgaps_clear_drops_every_workers_buffer(workers: tuple[Harness, 
     await a.say(GROUP, ADMIN, "/faqgaps clear")
     await published(a)
     await until(lambda: not rt(b).pending_gaps(GROUP), "worker b to drop its buffered questions")
+
+
+async def test_a_note_saved_or_cleared_on_one_worker_applies_on_the_other(workers: tuple[Harness, Harness]) -> None:
+    a, b = workers
+    await b.say(GROUP, ALICE, "#发货")  # b caches the chat's notes (none yet)
+    assert answers(a) == []
+    await a.say(GROUP, ADMIN, "/save 发货 48小时内发货")
+    await published(a)
+    a.clear()
+    await until(lambda: GROUP not in rt(b)._notes, "worker b to drop its notes")
+    await b.say(GROUP, BOB, "#发货")
+    assert answers(a) == ["48小时内发货"]  # one emulated Telegram: a sees every call
+    await a.say(GROUP, ALICE, "#发货")  # a caches the note too
+    assert GROUP in rt(a)._notes
+    await b.say(GROUP, ADMIN, "/clear 发货")
+    await published(b)
+    await until(lambda: GROUP not in rt(a)._notes, "worker a to drop its notes")
+    a.clear()
+    await a.say(GROUP, CAROL, "#发货")
+    assert answers(a) == []
