@@ -60,7 +60,7 @@ plugin = Plugin(
         _admin("unlock", h.cmd_unlock, N_("解除锁定"), N_("/unlock links|forwards|stickers|gifs|media|channel")),
         _admin("locks", h.cmd_locks, N_("查看本群锁定")),
         Command("report", h.cmd_report, N_("举报消息给管理员（回复那条消息）"),
-                usage=N_("回复要举报的消息发送 /report"), aliases=("举报",)),
+                usage=N_("回复要举报的消息发送 /report"), aliases=("举报", "@admin", "@admins")),
         Command("gban", h.cmd_gban, N_("全网封禁（所有由本机器人管理的群）"),
                 usage=N_("/gban @用户名|用户ID [原因]，或回复某人的消息"), owner=True, scope="any"),
         Command("ungban", h.cmd_ungban, N_("解除全网封禁"), usage=N_("/ungban @用户名|用户ID"),

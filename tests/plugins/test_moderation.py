@@ -485,6 +485,17 @@ async def test_report_acted_on_from_the_log_chat(make_harness: Any) -> None:
     assert report.status == "mute" and report.handled_by == ADMIN
 
 
+async def test_at_admin_reports_like_report(make_harness: Any) -> None:
+    h = await start(make_harness)
+    bad = await h.say(GROUP, BOB, "加微信领红包")
+    await h.say(GROUP, ALICE, "@admin", reply_to=bad["message_id"])
+    assert "已通知管理员" in h.last_text(GROUP)
+    assert "加微信领红包" in h.last_text(LOG_CHAT)
+    h.clear()
+    await h.say(GROUP, CAROL, "@admin 在吗")  # longer than the alias: an ordinary message
+    assert h.calls("sendMessage") == []
+
+
 async def test_report_limits_and_bad_input(make_harness: Any) -> None:
     h = await start(make_harness, report_limit_per_hour=2)
     msgs = [await h.say(GROUP, BOB, f"消息{i}") for i in range(4)]
