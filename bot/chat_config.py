@@ -36,6 +36,10 @@ class CoreChatConfig(PluginConfig):
     log_chat_id: int | None = None
     notice_ttl: int = Field(default=0, ge=0)
     tags: list[str] = Field(default_factory=list)
+    # Member commands switched off in this chat (/disable): ignored for members, admins still use them.
+    disabled_commands: list[str] = Field(default_factory=list)
+    # Also delete a member's disabled command (needs the bot's "delete messages" right).
+    disabled_delete: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiogram.enums import ChatType
+from aiogram.methods import DeleteMessage
 from aiogram.types import BotCommand, Message
 
 from bot.context import Ctx
@@ -113,6 +114,12 @@ class CommandTable:
         if target_chat is not None and not await app.chat_config.enabled(target_chat, inv.entry.plugin):
             return
         sender_chat = message.sender_chat.id if message.sender_chat else None
+        if (in_group and spec.name in core_cfg.disabled_commands
+                and not await app.admins.is_admin(target_chat, user_id, sender_chat)):
+            # Switched off here for members (/disable): silence, or the command message removed.
+            if core_cfg.disabled_delete and await app.admins.bot_can(chat.id, "can_delete_messages"):
+                app.call(chat.id, DeleteMessage(chat_id=chat.id, message_id=message.message_id))
+            return
         if spec.owner and not app.admins.is_owner(user_id):
             app.send_text(chat.id, _("只有机器人的所有者可以使用这个命令。"), reply_to=message.message_id,
                           delete_after=core_cfg.notice_ttl or None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.plugin import N_, Command
-from handlers import admin, common
+from handlers import admin, common, disabling
 
 
 def core_commands() -> list[Command]:
@@ -24,6 +24,10 @@ def core_commands() -> list[Command]:
         Command("exportsettings", admin.cmd_exportsettings, N_("导出本群设置为文件"), admin=True),
         Command("importsettings", admin.cmd_importsettings, N_("导入设置（回复设置文件或附上 JSON）"),
                 usage=N_("回复一个设置文件并发送 /importsettings，或 /importsettings {JSON}"), admin=True),
+        Command("disable", disabling.cmd_disable, N_("在本群禁用成员命令（管理员仍可用）"),
+                usage=N_("/disable 命令 [命令…]，例如 /disable top points"), admin=True),
+        Command("enable", disabling.cmd_enable, N_("恢复被禁用的命令"), usage=N_("/enable 命令 [命令…]"), admin=True),
+        Command("disabled", disabling.cmd_disabled, N_("查看本群禁用的命令"), admin=True),
     ]
 
 

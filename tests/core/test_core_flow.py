@@ -138,3 +138,54 @@ async def test_chats_and_members_are_recorded_in_the_batch_flush(make_harness) -
     assert chat is not None and chat.title == "粉丝福利群" and chat.type == "supergroup"
     assert member is not None and member.last_message_at == h.clock.now()
     assert user is not None and user.username == "alice"
+
+
+async def test_disable_silences_a_member_command_in_one_chat_only(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=["checkin"])
+    await h.say(GROUP, ADMIN, "/disable /top points")
+    assert "已禁用" in h.last_text(GROUP) and "/top" in h.last_text(GROUP)
+    h.clear()
+    await h.say(GROUP, ALICE, "/top")
+    await h.say(GROUP, ALICE, "/points")
+    assert [c for c in h.calls("sendMessage") if c.params["chat_id"] == GROUP] == []
+    await h.say(GROUP, ADMIN, "/top")  # admins still use it
+    assert len([c for c in h.calls("sendMessage") if c.params["chat_id"] == GROUP]) == 1
+    h.clear()
+    await h.say(OTHER_GROUP, ALICE, "/top")  # another chat is not affected
+    assert len([c for c in h.calls("sendMessage") if c.params["chat_id"] == OTHER_GROUP]) == 1
+    await h.say(GROUP, ADMIN, "/disabled")
+    assert "/points" in h.last_text(GROUP) and "/top" in h.last_text(GROUP)
+
+    # With disabled_delete, the member's command message goes too.
+    await h.say(GROUP, ADMIN, "/set core.disabled_delete true")
+    h.clear()
+    sent = await h.say(GROUP, ALICE, "/top")
+    assert [c.params["message_id"] for c in h.calls("deleteMessage") if c.ok] == [sent["message_id"]]
+
+    await h.say(GROUP, ADMIN, "/enable top")
+    assert "已恢复" in h.last_text(GROUP)
+    h.clear()
+    await h.say(GROUP, ALICE, "/top")
+    assert len([c for c in h.calls("sendMessage") if c.params["chat_id"] == GROUP]) == 1
+    await h.say(GROUP, ALICE, "/points")  # still disabled
+    assert len([c for c in h.calls("sendMessage") if c.params["chat_id"] == GROUP]) == 1
+    await h.say(GROUP, ADMIN, "/disable checkin")
+    h.clear()
+    await h.say(GROUP, ALICE, "签到")  # the alias goes with its command
+    assert [c for c in h.calls("sendMessage") if c.params["chat_id"] == GROUP] == []
+
+
+async def test_disable_refuses_what_cannot_be_disabled(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = await make_harness(plugins=["checkin"])
+    await h.say(GROUP, ADMIN, "/disable")
+    assert "/disable" in h.last_text(GROUP)  # usage
+    await h.say(GROUP, ADMIN, "/disable settings")  # an admin command
+    assert "不能禁用" in h.last_text(GROUP) and "/top" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/disable help nosuch")
+    assert "不能禁用" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/enable top")
+    assert "没有被禁用" in h.last_text(GROUP)
+    await h.say(GROUP, ALICE, "/disable top")
+    assert "只有管理员" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/disabled")
+    assert "本群没有禁用的命令" in h.last_text(GROUP)
