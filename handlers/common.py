@@ -39,6 +39,8 @@ async def cmd_help(message: Message, ctx: Ctx) -> None:
             continue
         if spec.owner and not app.admins.is_owner(ctx.user_id):
             continue
+        if chat_id is not None and not is_admin and spec.name in ctx.chat.disabled_commands:
+            continue  # switched off here for members (/disable)
         names = "/" + spec.name + "".join(f" · {a}" for a in spec.aliases)
         line = f"{html.escape(names)} — {html.escape(ctx._(spec.description))}"
         (admin_lines if spec.admin or spec.owner else member_lines).append(line)

@@ -155,6 +155,10 @@ async def test_disable_silences_a_member_command_in_one_chat_only(make_harness) 
     assert len([c for c in h.calls("sendMessage") if c.params["chat_id"] == OTHER_GROUP]) == 1
     await h.say(GROUP, ADMIN, "/disabled")
     assert "/points" in h.last_text(GROUP) and "/top" in h.last_text(GROUP)
+    await h.say(GROUP, ALICE, "/help")  # members no longer see them
+    assert "/top" not in h.last_text(GROUP) and "/profile" in h.last_text(GROUP)
+    await h.say(GROUP, ADMIN, "/help")
+    assert "/top" in h.last_text(GROUP)
 
     # With disabled_delete, the member's command message goes too.
     await h.say(GROUP, ADMIN, "/set core.disabled_delete true")
