@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram.methods import SendAnimation, SendDocument, SendPhoto, SendSticker, SendVideo
@@ -10,7 +11,7 @@ from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.context import Ctx
 from bot.services.members import display_name, mention_html
-from plugins.faq.parsing import Buttons, buttons_markup
+from plugins.faq.parsing import Buttons, buttons_markup, html_slice
 
 _MEDIA_METHODS: dict[str, tuple[type[Any], str]] = {
     "photo": (SendPhoto, "photo"),
@@ -88,3 +89,30 @@ def url_buttons_of(src: Message) -> Buttons:
             if kept:
                 rows.append(kept)
     return rows
+
+
+@dataclass
+class Source:
+    """What a /filter or /save command gives as the answer."""
+
+    reply_html: str
+    media_type: str | None = None
+    media_file_id: str | None = None
+    buttons: Buttons = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.media_type is None and not self.reply_html
+
+
+def answer_source(message: Message, start: int) -> Source | None:
+    """The command's own text from ``start`` (formatting kept as HTML), else the replied message (its
+    text, or its media with the caption, and its URL buttons); None when there is neither."""
+    text = message.text or ""
+    if text[start:].strip():
+        return Source(html_slice(text, message.entities, start))
+    src = message.reply_to_message
+    if src is None:
+        return None
+    media_type, media_file_id = media_of(src)
+    return Source(src.html_text if (src.text or src.caption) else "", media_type, media_file_id, url_buttons_of(src))

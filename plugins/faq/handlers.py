@@ -24,14 +24,12 @@ from bot.context import Ctx
 from bot.plugin import UsageError
 from bot.services.events import FaqAnswered, QuestionUnanswered
 from plugins.faq import notes, service
-from plugins.faq.answer import media_of, send_answer, url_buttons_of
+from plugins.faq.answer import answer_source, send_answer
 from plugins.faq.config import FaqConfig
 from plugins.faq.matcher import REGEX_PREFIX, FaqError, Hit, match_form, prepare_pattern
 from plugins.faq.parsing import (
     MODE_LABELS,
-    Buttons,
     extract_buttons,
-    html_slice,
     parse_keywords,
     prepare_entry,
 )
@@ -139,27 +137,19 @@ async def cmd_filter(message: Message, ctx: Ctx) -> None:
         spec = parse_keywords(raw)
     except FaqError as exc:
         raise UsageError(_error_text(ctx, exc)) from exc
-    media_type: str | None = None
-    media_file_id: str | None = None
-    buttons: Buttons = []
-    if spec.rest < len(raw):
-        reply_html = html_slice(text, message.entities, (head.end() if head else 0) + spec.rest)
-    elif message.reply_to_message is not None:
-        src = message.reply_to_message
-        reply_html = src.html_text if (src.text or src.caption) else ""
-        media_type, media_file_id = media_of(src)
-        buttons = url_buttons_of(src)
-        if media_type is None and not reply_html:
-            raise UsageError(ctx._("这条消息的类型不支持作为自动回复（支持文字、图片、视频、文件、动图、贴纸）。"))
-    else:
+    source = answer_source(message, (head.end() if head else 0) + spec.rest)
+    if source is None:
         raise UsageError(html.escape(ctx._("请写上回复内容，或者回复一条消息再发送 /filter <关键词>。")))
+    if source.empty:
+        raise UsageError(ctx._("这条消息的类型不支持作为自动回复（支持文字、图片、视频、文件、动图、贴纸）。"))
     cfg = ctx.cfg
     assert isinstance(cfg, FaqConfig)
     rt = _rt(ctx)
     try:
-        reply_html, inline_buttons = extract_buttons(reply_html)
-        entry = prepare_entry(spec.keywords, spec.mode, reply_html, rt.normalize, buttons=buttons + inline_buttons,
-                              media_type=media_type, media_file_id=media_file_id)
+        reply_html, inline_buttons = extract_buttons(source.reply_html)
+        entry = prepare_entry(spec.keywords, spec.mode, reply_html, rt.normalize,
+                              buttons=source.buttons + inline_buttons, media_type=source.media_type,
+                              media_file_id=source.media_file_id)
         async with ctx.db() as session, session.begin():
             saved = await service.save_entry(session, ctx.chat_id, entry, by=ctx.user_id, now=ctx.now(),
                                              max_entries=cfg.max_entries, max_regex=cfg.max_regex)

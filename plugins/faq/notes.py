@@ -23,10 +23,10 @@ from aiogram.types import Message
 from bot.commands import GROUP_TYPES
 from bot.context import Ctx
 from bot.plugin import UsageError
-from plugins.faq.answer import media_of, send_answer, url_buttons_of
+from plugins.faq.answer import answer_source, send_answer
 from plugins.faq.matcher import EXACT, FaqError
 from plugins.faq.models import FaqNote
-from plugins.faq.parsing import Buttons, extract_buttons, html_slice, prepare_entry
+from plugins.faq.parsing import Buttons, extract_buttons, prepare_entry
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -143,25 +143,16 @@ async def cmd_save(message: Message, ctx: Ctx) -> None:
     key = name_key(name, rt.normalize)
     if key is None:
         raise UsageError(ctx._("笔记名只能用文字、数字、_ 和 -，最多 32 个字符。"))
-    media_type: str | None = None
-    media_file_id: str | None = None
-    buttons: Buttons = []
-    if text[head.end():].strip():
-        reply_html = html_slice(text, message.entities, head.end())
-    elif message.reply_to_message is not None:
-        src = message.reply_to_message
-        reply_html = src.html_text if (src.text or src.caption) else ""
-        media_type, media_file_id = media_of(src)
-        buttons = url_buttons_of(src)
-        if media_type is None and not reply_html:
-            raise UsageError(ctx._("这条消息的类型不支持作为笔记（支持文字、图片、视频、文件、动图、贴纸）。"))
-    else:
+    source = answer_source(message, head.end())
+    if source is None:
         raise UsageError(html.escape(ctx._("请写上笔记内容，或者回复一条消息再发送 /save <名字>。")))
+    if source.empty:
+        raise UsageError(ctx._("这条消息的类型不支持作为笔记（支持文字、图片、视频、文件、动图、贴纸）。"))
     try:
-        reply_html, inline_buttons = extract_buttons(reply_html)
+        reply_html, inline_buttons = extract_buttons(source.reply_html)
         # The same checks as an FAQ answer (length, HTML, buttons, media).
-        entry = prepare_entry([name], EXACT, reply_html, rt.normalize, buttons=buttons + inline_buttons,
-                              media_type=media_type, media_file_id=media_file_id)
+        entry = prepare_entry([name], EXACT, reply_html, rt.normalize, buttons=source.buttons + inline_buttons,
+                              media_type=source.media_type, media_file_id=source.media_file_id)
         async with ctx.db() as session, session.begin():
             created = await save_note(session, ctx.chat_id, key, name, entry.reply_html, entry.buttons,
                                       entry.media_type, entry.media_file_id, by=ctx.user_id, now=ctx.now())
