@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MAX_NAME_CHARS = 32
 MAX_NOTES = 500  # per chat
+LIST_BUDGET = 3500  # characters of /notes before it is cut (a message holds 4,096)
 # A name: letters, digits, CJK and _ - (what Telegram's own #hashtags allow, plus the dash).
 _NAME_RE = re.compile(r"[\w\-]{1,32}")
 _ARGS_RE = re.compile(r"\S+\s+(\S+)")  # the command, then the name
@@ -114,10 +115,10 @@ async def _lookup(rt: FaqRuntime, chat_id: int, name: str) -> NoteData | None:
 
 
 async def on_note_request(message: Message, ctx: Ctx, faq_note: NoteData) -> None:
-    # "#发货" under a member's question answers that member.
+    # "#发货" under a member's question answers that member ({first} and the like are theirs too).
     target = message.reply_to_message or message
-    send_answer(ctx, message, target.message_id, faq_note.reply_html, faq_note.buttons, faq_note.media_type,
-                      faq_note.media_file_id)
+    send_answer(ctx, target, target.message_id, faq_note.reply_html, faq_note.buttons, faq_note.media_type,
+                faq_note.media_file_id)
 
 
 async def cmd_get(message: Message, ctx: Ctx) -> None:
@@ -170,9 +171,14 @@ async def cmd_notes(message: Message, ctx: Ctx) -> None:
     if not notes:
         ctx.reply(message, html.escape(ctx._("本群还没有笔记。管理员可以用 /save <名字> <内容> 添加。")))
         return
+    lines = [ctx._("本群的笔记（发送 #名字 查看）：")]
     names = sorted(n.name for n in notes.values())
-    ctx.reply(message, ctx._("本群的笔记（发送 #名字 查看）：") + "\n" + "\n".join(
-        f"• <code>#{html.escape(n)}</code>" for n in names))
+    for shown, name in enumerate(names):
+        if sum(len(line) for line in lines) > LIST_BUDGET:
+            lines.append(ctx._("……还有 {n} 条").format(n=len(names) - shown))
+            break
+        lines.append(f"• <code>#{html.escape(name)}</code>")
+    ctx.reply(message, "\n".join(lines))
 
 
 async def cmd_clear(message: Message, ctx: Ctx) -> None:

@@ -41,12 +41,22 @@ async def test_save_then_hash_name_sends_the_note_once(make_harness: Callable[..
 
 async def test_hash_name_under_a_question_answers_the_asker(make_harness: Callable[..., Any]) -> None:
     h = await notes_harness(make_harness)
-    await h.say(GROUP, ADMIN, "/save 退货 七天无理由退货")
+    await h.say(GROUP, ADMIN, "/save 退货 {first}，七天无理由退货")
     question = await h.say(GROUP, ALICE, "可以退吗")
     h.clear()
     await h.say(GROUP, ADMIN, "#退货", reply_to=question["message_id"])
     out = sent(h)
     assert len(out) == 1 and out[0]["reply_parameters"]["message_id"] == question["message_id"]
+    assert out[0]["text"] == "Alice，七天无理由退货"  # the placeholders are the asker's
+
+
+async def test_a_long_list_of_notes_is_cut_to_one_message(make_harness: Callable[..., Any]) -> None:
+    h = await notes_harness(make_harness)
+    for i in range(300):
+        await h.say(GROUP, ADMIN, f"/save 活动说明第{i:03d}号 内容{i}")
+    await h.say(GROUP, ALICE, "/notes")
+    listing = h.last_text(GROUP)
+    assert len(listing) < 4096 and "#活动说明第000号" in listing and "还有" in listing
 
 
 async def test_media_note_from_a_replied_message_and_listing_and_clearing(make_harness: Callable[..., Any]) -> None:
