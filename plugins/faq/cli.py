@@ -10,13 +10,18 @@ TOML::
     buttons = [[{ text = "物流查询", url = "https://example.com/track" }]]   # optional rows
     # media_type = "photo", media_file_id = "AgAD..."                      # optional
 
+    [[note]]                              # a note: sent on #name or /get name (TOML only)
+    name = "发货"
+    reply = "下单后48小时内发货"            # buttons, media_type, media_file_id as above
+
 CSV (UTF-8, header row; Chinese headers 关键词,匹配方式,回复,按钮,同义词 also work)::
 
     keywords,mode,reply,buttons
     发货多久|几天到,contains,48小时内发货,[物流查询](buttonurl://https://example.com/track)
 
 Keywords of a CSV row are separated by ``|`` (a regex row holds one pattern, ``|`` included).
-An import is all or nothing: any invalid row aborts it with every error listed.
+An import is all or nothing: any invalid row aborts it with every error listed. ``--replace`` removes
+the chat's entries and notes first.
 """
 
 from __future__ import annotations
@@ -30,16 +35,19 @@ import sys
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from plugins.faq.matcher import REGEX, FaqError
+from plugins.faq.matcher import EXACT, REGEX, FaqError
+from plugins.faq.notes import delete_all_notes, list_notes, name_key, save_note
 from plugins.faq.parsing import MODE_ALIASES, PreparedEntry, buttons_to_markup_text, prepare_entry, validate_buttons
 
 FaqConfigGetter = Callable[[int], Awaitable[Any]]
 _TOML_KEYS = frozenset({"keywords", "synonyms", "mode", "reply", "buttons", "media_type", "media_file_id"})
+_NOTE_KEYS = frozenset({"name", "reply", "buttons", "media_type", "media_file_id"})
 _CSV_ALIASES = {
     "keywords": "keywords", "关键词": "keywords", "keyword": "keywords",
     "synonyms": "synonyms", "同义词": "synonyms",
@@ -85,26 +93,41 @@ def _split(raw: str | None, mode: str) -> list[str]:
     return [p.strip() for p in text.split("|") if p.strip()]
 
 
-def parse_toml(text: str) -> list[tuple[str, dict[str, Any]]]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ImportError_([f"TOML: {exc}"]) from exc
-    items = data.get("faq")
-    extra = set(data) - {"faq"}
-    if extra or not isinstance(items, list):
-        raise ImportError_(["TOML: expected only [[faq]] tables" + (f" (found {', '.join(sorted(extra))})" if extra
-                                                                     else "")])
+def _toml_tables(data: dict[str, Any], table: str, keys: frozenset[str]) -> list[tuple[str, dict[str, Any]]]:
+    items = data.get(table, [])
+    if not isinstance(items, list):
+        raise ImportError_([f"TOML: {table} must be [[{table}]] tables"])
     out = []
     for n, item in enumerate(items, 1):
-        where = f"[[faq]] #{n}"
+        where = f"[[{table}]] #{n}"
         if not isinstance(item, dict):
             raise ImportError_([f"{where}: not a table"])
-        unknown = set(item) - _TOML_KEYS
+        unknown = set(item) - keys
         if unknown:
             raise ImportError_([f"{where}: unknown keys {', '.join(sorted(unknown))}"])
         out.append((where, item))
     return out
+
+
+def parse_toml(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The [[faq]] tables of a file (``parse_toml_notes`` reads its [[note]] tables)."""
+    return _toml_tables(_load_toml(text), "faq", _TOML_KEYS)
+
+
+def parse_toml_notes(text: str) -> list[tuple[str, dict[str, Any]]]:
+    return _toml_tables(_load_toml(text), "note", _NOTE_KEYS)
+
+
+def _load_toml(text: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ImportError_([f"TOML: {exc}"]) from exc
+    extra = set(data) - {"faq", "note"}
+    if extra or not (data.get("faq") or data.get("note")):
+        raise ImportError_(["TOML: expected [[faq]] or [[note]] tables"
+                            + (f" (found {', '.join(sorted(extra))})" if extra else "")])
+    return data
 
 
 def parse_csv(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -172,18 +195,67 @@ def prepare_items(
     return entries
 
 
+@dataclass
+class PreparedNote:
+    key: str
+    name: str
+    entry: PreparedEntry  # the content, checked as an FAQ answer is
+
+
+def prepare_notes(
+    items: Sequence[tuple[str, dict[str, Any]]],
+    normalize: Callable[[str], str],
+    gettext: Callable[[str], str] = lambda s: s,
+) -> list[PreparedNote]:
+    """Validate every [[note]]; raises ImportError_ listing every bad one (nothing is imported)."""
+    notes: list[PreparedNote] = []
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for where, item in items:
+        name = item.get("name")
+        key = name_key(name, normalize) if isinstance(name, str) else None
+        if key is None:
+            errors.append(f"{where}: name {name!r}: letters, digits, _ and - only, up to 32 characters")
+            continue
+        if key in seen:
+            errors.append(f"{where}: note {name!r} also in {seen[key]}")
+            continue
+        seen[key] = where
+        try:
+            reply = item.get("reply", "")
+            if not isinstance(reply, str):
+                raise FaqError("格式不对：", "reply")
+            media_type = item.get("media_type") or None
+            entry = prepare_entry(
+                [name.lstrip("#")], EXACT, reply, normalize, buttons=validate_buttons(item.get("buttons")),
+                media_type=str(media_type) if media_type else None,
+                media_file_id=str(item.get("media_file_id") or "") or None,
+            )
+        except FaqError as exc:
+            errors.append(f"{where}: {gettext(exc.message)}{exc.detail}")
+            continue
+        notes.append(PreparedNote(key, name.lstrip("#"), entry))
+    if errors:
+        raise ImportError_(errors)
+    return notes
+
+
 # ---- export ---------------------------------------------------------------------------------------
 def _toml_str(value: str) -> str:
     # JSON string escapes (\" \\ \n \t \uXXXX) are valid TOML basic-string escapes.
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def to_toml(rows: Sequence[dict[str, Any]], chat_id: int) -> str:
+def to_toml(rows: Sequence[dict[str, Any]], chat_id: int, notes: Sequence[dict[str, Any]] = ()) -> str:
     lines = [f"# qunbot FAQ export, chat {chat_id}: qunbot faq import FILE --chat {chat_id}", ""]
-    for row in rows:
-        lines.append("[[faq]]")
-        lines.append("keywords = [" + ", ".join(_toml_str(k) for k in row["keywords"]) + "]")
-        lines.append(f"mode = {_toml_str(row['mode'])}")
+    for row in [*rows, *notes]:
+        if "name" in row:
+            lines.append("[[note]]")
+            lines.append(f"name = {_toml_str(row['name'])}")
+        else:
+            lines.append("[[faq]]")
+            lines.append("keywords = [" + ", ".join(_toml_str(k) for k in row["keywords"]) + "]")
+            lines.append(f"mode = {_toml_str(row['mode'])}")
         lines.append(f"reply = {_toml_str(row['reply'])}")
         if row.get("buttons"):
             rows_txt = [
@@ -258,8 +330,10 @@ async def _import(args: argparse.Namespace) -> int:
     try:
         fmt = _format_of(args.file, args.format)
         text = Path(args.file).read_text(encoding="utf-8-sig")
+        normalize = TextNormalizer().normalize
         items = parse_toml(text) if fmt == "toml" else parse_csv(text)
-        entries = prepare_items(items, TextNormalizer().normalize)
+        entries = prepare_items(items, normalize)
+        notes = prepare_notes(parse_toml_notes(text), normalize) if fmt == "toml" else []
     except OSError as exc:
         print(f"qunbot faq import: {exc}", file=sys.stderr)
         return 1
@@ -269,21 +343,29 @@ async def _import(args: argparse.Namespace) -> int:
             print(f"  {err}", file=sys.stderr)
         return 1
     if args.dry_run:
-        print(f"{args.file}: {len(entries)} entries are valid (dry run, nothing imported)")
+        print(f"{args.file}: {len(entries)} entries and {len(notes)} notes are valid (dry run, nothing imported)")
         return 0
     async with open_db(args) as (db, faq_config):
         cfg = await faq_config(args.chat)
         assert isinstance(cfg, FaqConfig)
         try:
+            now = Clock().now()
             async with db() as session, session.begin():
                 result = await service.import_entries(
-                    session, args.chat, entries, replace=args.replace, by=None, now=Clock().now(),
+                    session, args.chat, entries, replace=args.replace, by=None, now=now,
                     max_entries=cfg.max_entries, max_regex=cfg.max_regex,
                 )
+                if args.replace:
+                    await delete_all_notes(session, args.chat)
+                for note in notes:
+                    e = note.entry
+                    await save_note(session, args.chat, note.key, note.name, e.reply_html, e.buttons, e.media_type,
+                                    e.media_file_id, by=None, now=now)
         except FaqError as exc:
             print(f"qunbot faq import: {exc.message}{exc.detail} (nothing imported)", file=sys.stderr)
             return 1
     print(f"chat {args.chat}: {result.created} created, {result.updated} updated"
+          + (f", {len(notes)} notes saved" if notes else "")
           + (f", {result.removed} removed first (--replace)" if args.replace else ""))
     return 0
 
@@ -293,13 +375,23 @@ async def _export(args: argparse.Namespace) -> int:
 
     async with open_db(args) as (db, _), db() as session:
         rows = service.export_rows(await service.list_entries(session, args.chat))
-    out = to_toml(rows, args.chat) if args.format == "toml" else to_csv(rows)
+        notes = [_note_row(n) for n in await list_notes(session, args.chat)]
+    out = to_toml(rows, args.chat, notes) if args.format == "toml" else to_csv(rows)
     if args.output and args.output != "-":
         Path(args.output).write_text(out, encoding="utf-8")
         print(f"chat {args.chat}: {len(rows)} entries written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(out)
     return 0
+
+
+def _note_row(note: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": note.name, "reply": note.reply_html}
+    if note.buttons:
+        row["buttons"] = note.buttons
+    if note.media_type:
+        row["media_type"], row["media_file_id"] = note.media_type, note.media_file_id
+    return row
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -25,8 +25,9 @@ from bot.context import Ctx
 from bot.plugin import UsageError
 from plugins.faq.answer import answer_source, send_answer
 from plugins.faq.matcher import EXACT, FaqError
-from plugins.faq.models import FaqNote
+from plugins.faq.models import FaqChat, FaqNote
 from plugins.faq.parsing import Buttons, extract_buttons, prepare_entry
+from plugins.faq.service import bump_revision
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,19 +61,25 @@ def name_key(name: str, normalize: Any) -> str | None:
 
 
 # ---- storage -------------------------------------------------------------------------------------
-async def load_notes(session: AsyncSession, chat_id: int) -> dict[str, NoteData]:
+async def load_notes(session: AsyncSession, chat_id: int) -> tuple[dict[str, NoteData], int]:
+    """The chat's notes by lookup name, and the chat's FAQ revision (read together)."""
+    revision = await session.scalar(sa.select(FaqChat.revision).where(FaqChat.chat_id == chat_id))
     rows = (await session.execute(sa.select(FaqNote).where(FaqNote.chat_id == chat_id))).scalars().all()
     return {r.name_key: NoteData(
         name=r.name, reply_html=r.reply_html,
         buttons=tuple(tuple((str(b["text"]), str(b["url"])) for b in row if isinstance(b, dict))
                       for row in r.buttons or () if row),
         media_type=r.media_type, media_file_id=r.media_file_id,
-    ) for r in rows}
+    ) for r in rows}, int(revision or 0)
 
 
 async def save_note(session: AsyncSession, chat_id: int, key: str, name: str, reply_html: str, buttons: Buttons,
                     media_type: str | None, media_file_id: str | None, *, by: int | None, now: datetime) -> bool:
-    """Create or replace a note; True when it is new. Raises FaqError past ``MAX_NOTES``."""
+    """Create or replace a note; True when it is new. Raises FaqError past ``MAX_NOTES``.
+
+    Bumps the chat's revision, so every worker's cache of it is renewed even without the invalidation
+    message (and ``qunbot faq import`` reaches the running bot)."""
+    await bump_revision(session, chat_id, now)
     row = await session.get(FaqNote, (chat_id, key))
     if row is None:
         count = await session.scalar(sa.select(sa.func.count()).select_from(FaqNote).where(FaqNote.chat_id == chat_id))
@@ -87,9 +94,22 @@ async def save_note(session: AsyncSession, chat_id: int, key: str, name: str, re
     return False
 
 
-async def delete_note(session: AsyncSession, chat_id: int, key: str) -> bool:
+async def delete_note(session: AsyncSession, chat_id: int, key: str, now: datetime) -> bool:
     result = await session.execute(sa.delete(FaqNote).where(FaqNote.chat_id == chat_id, FaqNote.name_key == key))
-    return bool(getattr(result, "rowcount", 0))
+    deleted = bool(getattr(result, "rowcount", 0))
+    if deleted:
+        await bump_revision(session, chat_id, now)
+    return deleted
+
+
+async def delete_all_notes(session: AsyncSession, chat_id: int) -> int:
+    result = await session.execute(sa.delete(FaqNote).where(FaqNote.chat_id == chat_id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def list_notes(session: AsyncSession, chat_id: int) -> list[FaqNote]:
+    return list((await session.execute(
+        sa.select(FaqNote).where(FaqNote.chat_id == chat_id).order_by(FaqNote.name_key))).scalars().all())
 
 
 # ---- asking for a note ---------------------------------------------------------------------------
@@ -189,7 +209,7 @@ async def cmd_clear(message: Message, ctx: Ctx) -> None:
     if key is None:
         raise UsageError()
     async with ctx.db() as session, session.begin():
-        deleted = await delete_note(session, ctx.chat_id, key)
+        deleted = await delete_note(session, ctx.chat_id, key, ctx.now())
     if not deleted:
         ctx.reply(message, ctx._("没有叫 {name} 的笔记。").format(name=html.escape(name.lstrip("#"))))
         return

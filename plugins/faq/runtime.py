@@ -45,7 +45,7 @@ class FaqRuntime:
     def __init__(self, app: App) -> None:
         self.app = app
         self._matchers: dict[int, ChatMatcher] = {}
-        self._notes: dict[int, dict[str, NoteData]] = {}
+        self._notes: dict[int, tuple[int, dict[str, NoteData]]] = {}  # chat -> (revision, notes)
         self._generation: dict[int, int] = defaultdict(int)
         # Several workers: each chat's revision at the leader's last refresh (None: not read yet).
         self._revisions: dict[int, int] | None = None
@@ -109,13 +109,19 @@ class FaqRuntime:
         """The chat's notes by lookup name (loaded once, dropped with the matcher on any change)."""
         held = self._notes.get(chat_id)
         if held is not None:
-            return held
+            return held[1]
         generation = self._generation[chat_id]
         async with self.app.db() as session:
-            loaded = await load_notes(session, chat_id)
+            loaded, revision = await load_notes(session, chat_id)
         if self._generation[chat_id] == generation:
-            self._notes[chat_id] = loaded
+            self._notes[chat_id] = (revision, loaded)
         return loaded
+
+    def _stale(self, chat_id: int, revision: int) -> bool:
+        """Whether the chat's matcher or notes were read at another revision (or are not held)."""
+        m = self._matchers.get(chat_id)
+        notes = self._notes.get(chat_id)
+        return (m is None or m.revision != revision) or (notes is not None and notes[0] != revision)
 
     def cached(self, chat_id: int) -> ChatMatcher | None:
         return self._matchers.get(chat_id)
@@ -152,8 +158,7 @@ class FaqRuntime:
             log.warning("faq: ignoring a malformed revisions message")
             return
         for chat, revision in revisions.items():
-            m = self._matchers.get(chat)
-            if m is None or m.revision != revision:
+            if self._stale(chat, revision):
                 self.forget(chat)  # also voids a matcher being built from older entries
 
     async def refresh(self) -> int:
@@ -163,11 +168,12 @@ class FaqRuntime:
         last refresh (all of them at its first) go to every worker, which drops the matchers built from
         an older revision; one already rebuilt after a /filter is kept."""
         shared = self.app.shared
-        if not self._matchers and not shared.distributed:
+        if not self._matchers and not self._notes and not shared.distributed:
             return 0
         async with self.app.db() as session:
             revs = await service.revisions(session)
-        stale = [chat for chat, m in self._matchers.items() if revs.get(chat, 0) != m.revision]
+        held = set(self._matchers) | set(self._notes)
+        stale = [chat for chat in held if self._stale(chat, revs.get(chat, 0))]
         for chat in stale:
             self.forget(chat)
         if shared.distributed:

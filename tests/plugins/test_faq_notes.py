@@ -122,3 +122,23 @@ async def test_bad_note_commands_get_a_usage_reply_and_members_cannot_save(make_
     assert "本群还没有笔记" in h.last_text(GROUP)
     async with h.app.db() as s:
         assert (await s.scalar(sa.select(sa.func.count()).select_from(FaqNote))) == 0
+
+
+async def test_a_note_changed_outside_the_bot_is_picked_up_by_the_revision_check(
+    make_harness: Callable[..., Any],
+) -> None:
+    from plugins.faq.handlers import refresh_job
+    from plugins.faq.notes import save_note
+
+    h = await notes_harness(make_harness)
+    await h.say(GROUP, ADMIN, "/save 活动 满100减10")
+    await h.say(GROUP, ALICE, "#活动")  # cached
+    async with h.app.db() as s, s.begin():  # what `qunbot faq import` does in another process
+        await save_note(s, GROUP, "活动", "活动", "满200减30", [], None, None, by=None, now=h.clock.now())
+    h.clear()
+    await h.say(GROUP, ALICE, "#活动")
+    assert [m["text"] for m in sent(h)] == ["满100减10"]  # the cache until the check
+    await refresh_job(h.app)
+    h.clear()
+    await h.say(GROUP, ALICE, "#活动")
+    assert [m["text"] for m in sent(h)] == ["满200减30"]

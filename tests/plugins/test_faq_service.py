@@ -173,3 +173,47 @@ def test_cli_import_export_round_trip(tmp_path: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     assert main(["--config", str(config), "faq", "export", "--chat", "-1001"]) == 0
     assert capsys.readouterr().out.split("\n", 1)[1] == original
+
+
+def test_cli_notes_import_export_and_replace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    db_file = tmp_path / "faq.db"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[telegram]\ntoken = "123456:TEST-token"\napi_server = "http://127.0.0.1:9"\n'
+        f'[database]\nurl = "sqlite+aiosqlite:///{db_file}"\n[bot]\nowners = [1]\n',
+        encoding="utf-8",
+    )
+    source = tmp_path / "notes.toml"
+    source.write_text(
+        '[[faq]]\nkeywords = "发货多久"\nreply = "48小时内"\n\n'
+        '[[note]]\nname = "#活动"\nreply = "<b>满200减30</b>"\n'
+        'buttons = [[{ text = "领券", url = "https://shop.example/q" }]]\n\n'
+        '[[note]]\nname = "海报"\nreply = "双十一"\nmedia_type = "photo"\nmedia_file_id = "AgADposter"\n',
+        encoding="utf-8",
+    )
+    assert main(["--config", str(config), "faq", "import", str(source), "--chat", "-1001"]) == 0
+    assert "1 created" in (out := capsys.readouterr().out) and "2 notes saved" in out
+    assert main(["--config", str(config), "faq", "export", "--chat", "-1001"]) == 0
+    exported = capsys.readouterr().out
+    assert exported.count("[[note]]") == 2 and 'name = "活动"' in exported and "AgADposter" in exported
+    # The export imports back into another chat as the same entries and notes.
+    again = tmp_path / "again.toml"
+    again.write_text(exported, encoding="utf-8")
+    assert main(["--config", str(config), "faq", "import", str(again), "--chat", "-1002"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "faq", "export", "--chat", "-1002"]) == 0
+    assert capsys.readouterr().out.split("\n", 1)[1] == exported.split("\n", 1)[1]
+    # Bad notes are listed and nothing is imported; --replace with a notes-only file drops the old ones.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[note]]\nname = "坏/名字"\nreply = "x"\n\n[[note]]\nname = "空"\nreply = ""\n', encoding="utf-8")
+    assert main(["--config", str(config), "faq", "import", str(bad), "--chat", "-1001"]) == 1
+    assert "2 error(s)" in capsys.readouterr().err
+    only = tmp_path / "only.toml"
+    only.write_text('[[note]]\nname = "规则"\nreply = "不许发广告"\n', encoding="utf-8")
+    assert main(["--config", str(config), "faq", "import", str(only), "--chat", "-1001", "--replace"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "faq", "export", "--chat", "-1001"]) == 0
+    final = capsys.readouterr().out
+    assert "[[faq]]" not in final and final.count("[[note]]") == 1 and "不许发广告" in final
