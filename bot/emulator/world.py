@@ -2022,6 +2022,10 @@ class World:
                     "duration": self._int(p, "duration", 1) or 0,
                 }
             )
+        elif kind in ("voice", "audio"):
+            base["duration"] = self._int(p, "duration", 1) or 0
+        elif kind == "video_note":
+            base.update({"length": self._int(p, "length", 240) or 240, "duration": self._int(p, "duration", 1) or 0})
         return base
 
     # ------------------------------------------------------------------ building messages

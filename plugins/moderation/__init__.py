@@ -56,8 +56,9 @@ plugin = Plugin(
         _admin("approved", h.cmd_approved, N_("查看信任成员")),
         _admin("raid", h.cmd_raid, N_("防突袭模式：开启或关闭"), N_("/raid on [时长] 或 /raid off")),
         _admin("lock", h.cmd_lock, N_("锁定某类消息"),
-               N_("/lock links|forwards|stickers|gifs|media|channel [delete|warn|mute 1h|ban|kick]")),
-        _admin("unlock", h.cmd_unlock, N_("解除锁定"), N_("/unlock links|forwards|stickers|gifs|media|channel")),
+               N_("/lock 类型 [delete|warn|mute 1h|ban|kick]；类型：links forwards stickers gifs media channel "
+                  "voice polls contacts inline dice")),
+        _admin("unlock", h.cmd_unlock, N_("解除锁定"), N_("/unlock 类型（/locks 查看全部类型）")),
         _admin("locks", h.cmd_locks, N_("查看本群锁定")),
         Command("report", h.cmd_report, N_("举报消息给管理员（回复那条消息）"),
                 usage=N_("回复要举报的消息发送 /report"), aliases=("举报", "@admin", "@admins")),

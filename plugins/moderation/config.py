@@ -7,7 +7,8 @@ from pydantic import Field, field_validator
 from bot.plugin import PluginConfig
 from plugins.moderation.parsing import Action, ParseError, parse_action
 
-LOCK_TYPES = ("links", "forwards", "stickers", "gifs", "media", "channel")
+LOCK_TYPES = ("links", "forwards", "stickers", "gifs", "media", "channel", "voice", "polls", "contacts", "inline",
+              "dice")
 LADDER_KINDS = ("notice", "mute", "ban", "kick")
 RULE_KINDS = ("delete", "warn", "mute", "ban", "kick")
 

@@ -66,6 +66,8 @@ RULE_LABELS: dict[str, str] = {
     "wave": N_("群发广告"), "report": N_("举报"), "raid": N_("防突袭"), "gban": N_("全网封禁"),
     "lock:links": N_("锁定：链接"), "lock:forwards": N_("锁定：转发"), "lock:stickers": N_("锁定：贴纸"),
     "lock:gifs": N_("锁定：动图"), "lock:media": N_("锁定：媒体"), "lock:channel": N_("锁定：频道身份发言"),
+    "lock:voice": N_("锁定：语音"), "lock:polls": N_("锁定：投票"), "lock:contacts": N_("锁定：名片和位置"),
+    "lock:inline": N_("锁定：内联机器人"), "lock:dice": N_("锁定：骰子"),
 }  # fmt: skip
 
 

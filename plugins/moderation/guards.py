@@ -128,6 +128,17 @@ def lock_hit(message: Message, cfg: ModerationConfig, as_channel: bool) -> str |
         or (message.document is not None and message.animation is None)
     ):
         return "media"
+    if "voice" in locks and (message.voice is not None or message.video_note is not None):
+        return "voice"
+    if "polls" in locks and message.poll is not None:
+        return "polls"
+    if "contacts" in locks and (message.contact is not None or message.location is not None
+                                or message.venue is not None):
+        return "contacts"
+    if "inline" in locks and message.via_bot is not None:
+        return "inline"
+    if "dice" in locks and message.dice is not None:
+        return "dice"
     if "links" in locks and bad_links(message, cfg.allowed_domains):
         return "links"
     return None

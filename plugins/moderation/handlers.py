@@ -63,10 +63,15 @@ LOCK_ALIASES: dict[str, str] = {
     "gif": "gifs", "动图": "gifs",
     "photo": "media", "photos": "media", "媒体": "media", "图片": "media", "视频": "media", "文件": "media",
     "channels": "channel", "频道": "channel",
+    "语音": "voice", "video_note": "voice", "poll": "polls", "投票": "polls",
+    "contact": "contacts", "location": "contacts", "名片": "contacts", "位置": "contacts",
+    "via": "inline", "内联": "inline", "game": "dice", "骰子": "dice",
 }  # fmt: skip
 LOCK_LABELS: dict[str, str] = {
     "links": N_("链接"), "forwards": N_("转发"), "stickers": N_("贴纸"), "gifs": N_("动图"),
     "media": N_("媒体（图片、视频、文件、语音）"), "channel": N_("以频道身份发言"),
+    "voice": N_("语音和视频消息"), "polls": N_("投票"), "contacts": N_("名片和位置"),
+    "inline": N_("内联机器人发的消息"), "dice": N_("骰子和小游戏"),
 }  # fmt: skip
 ACTION_TOKEN_RE = re.compile(r"^(?:action|动作)[=:：](.+)$", re.IGNORECASE)
 WORD_SPLIT_RE = re.compile(r"[\s,，、;；]+")

@@ -880,3 +880,29 @@ async def test_raid_mode_survives_a_restart(make_harness: Any) -> None:
     h.clear()
     await h.join(GROUP, DAVE)
     assert [c["user_id"] for c in ok(h, "restrictChatMember")] == [DAVE]
+
+
+async def test_locks_on_voice_polls_contacts_inline_and_dice(make_harness: Any) -> None:
+    h = await start(make_harness)
+    for lock in ("语音", "投票", "位置", "内联", "骰子"):
+        await h.say(GROUP, ADMIN, f"/lock {lock}")
+    await h.say(GROUP, ADMIN, "/locks")
+    locked = h.last_text(GROUP)
+    assert all(f"🔒 {label}" in locked for label in ("语音和视频消息", "投票", "名片和位置", "骰子和小游戏"))
+    h.clear()
+    await h.say(GROUP, BOB, None, voice=True)
+    await h.say(GROUP, BOB, None, poll={
+        "id": "p1", "question": "选哪个", "total_voter_count": 0, "is_closed": False, "is_anonymous": True,
+        "options": [{"persistent_id": str(i), "text": t, "voter_count": 0} for i, t in enumerate("AB")],
+        "type": "regular", "allows_multiple_answers": False, "allows_revoting": True, "members_only": False})
+    await h.say(GROUP, BOB, None, location={"latitude": 31.23, "longitude": 121.47})
+    await h.say(GROUP, BOB, "找我买", via_bot={"id": 999001, "is_bot": True, "first_name": "InlineShop",
+                                            "username": "inline_shop_bot"})
+    await h.say(GROUP, BOB, None, dice={"emoji": "🎲", "value": 6})
+    assert len(ok(h, "deleteMessage")) == 5
+    h.clear()
+    await h.say(GROUP, BOB, "普通消息")
+    await h.say(GROUP, BOB, None, photo=True)  # media is not locked
+    assert ok(h, "deleteMessage") == []
+    await h.say(GROUP, ADMIN, "/unlock 投票")
+    assert "已解锁投票" in h.last_text(GROUP)
