@@ -114,13 +114,14 @@ class FaqMatch(Filter):
 
 async def on_faq_message(message: Message, ctx: Ctx, faq_hit: Hit) -> None:
     app = ctx.app
+    rt = _rt(ctx)
     entry = faq_hit.entry
     chat_id = message.chat.id
-    await _rt(ctx).mark_answered(chat_id, entry.id, app.clock.time())
+    await rt.mark_answered(chat_id, entry.id, app.clock.time())
     send_answer(ctx, message, message.message_id, entry.reply_html, entry.buttons, entry.media_type,
                 entry.media_file_id)
     now = app.clock.now()
-    _rt(ctx).count_hit(entry.id, now)
+    rt.count_hit(entry.id, now)
     user_id = message.from_user.id if message.from_user else 0
     await app.events.emit(FaqAnswered(chat_id=chat_id, user_id=user_id, entry_id=entry.id, at=now))
 
