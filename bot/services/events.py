@@ -84,6 +84,9 @@ class CheckedIn(Event):
     at: datetime
     streak: int
     points: int
+    # The 签到 was committed before, and its update is delivered again (after a crash): state kept from
+    # the event may need writing again (idempotently), but nothing must be counted twice.
+    redelivered: bool = False
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,7 @@ async def on_left(app: App, event: MemberLeft) -> None:
 
 
 async def on_checked_in(app: App, event: CheckedIn) -> None:
-    if event.chat_id is None:
+    if event.chat_id is None or event.redelivered:
         return
     _rt(app).member(event.chat_id, event.user_id, await _day(app, event.chat_id, event.at))[CHECKINS] += 1
 

@@ -83,7 +83,11 @@ async def cmd_checkin(message: Message, ctx: Ctx) -> None:
     cfg = cfg_of(ctx)
     r = await service.check_in(ctx.app, cfg, ctx.chat_id, uid, tz=ctx.tz, message_id=message.message_id)
     if r.status == "duplicate":
-        return  # a redelivered 签到: its effects are already committed
+        # A redelivered 签到: its own effects are committed, but buffers that listeners fill from the
+        # event (written by the batch flush) may have died with the process.
+        await ctx.app.events.emit(CheckedIn(chat_id=ctx.chat_id, user_id=uid, at=ctx.now(), streak=r.streak,
+                                            points=r.points, redelivered=True))
+        return
     name = await ctx.app.members.mention(uid)
     if r.status == "already":
         text = ctx._("{name}，你今天已经签到过啦（今天第 {rank} 位），明天再来吧～").format(name=name, rank=r.rank)

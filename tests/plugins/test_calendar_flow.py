@@ -593,3 +593,26 @@ async def test_streaks_are_written_by_the_batch_flush_and_pending_ones_count_bef
     async with h.app.db() as s:
         leaders = await svc.streak_leaders(s, GROUP, h.clock.now() - timedelta(days=1), 5, rt.pending_streaks)
     assert leaders == [(ALICE, 9), (BOB, 5)]
+
+
+async def test_a_streak_buffered_when_the_bot_crashed_is_written_on_redelivery(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    from bot.runner import RawGetUpdates, parse_updates
+    from plugins.content_calendar.models import Streak
+
+    h = await make_harness(plugins=["checkin", "content_calendar", "analytics"])
+    h.world.send_message(GROUP, ALICE, "签到")
+    raw = await h.app.bot(RawGetUpdates(offset=h.offset, limit=100, timeout=0))
+    updates, _highest = parse_updates(h.app, raw)
+    await h.app.process_batch(updates)  # the 签到 commits; its streak is only buffered
+    assert h.app.runtime("content_calendar").pending_streaks
+    await h.crash()  # before the batch flush and the confirmation
+    await h.start(create_schema=False)
+    await h.deliver()  # Telegram delivers the update again
+    async with h.app.db() as s:
+        rows = [(r.user_id, r.streak) for r in (await s.scalars(select(Streak))).all()]
+    assert rows == [(ALICE, 1)]
+    await h.deliver()  # nothing more to deliver: still one row
+    async with h.app.db() as s:
+        assert len((await s.scalars(select(Streak))).all()) == 1
