@@ -160,6 +160,19 @@ def parse_csv(text: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _prepare(item: dict[str, Any], keywords: list[str], mode: str, normalize: Callable[[str], str]) -> PreparedEntry:
+    """An answer from a file's row or table (raises FaqError), checked as /filter checks one."""
+    reply = item.get("reply", "")
+    if not isinstance(reply, str):
+        raise FaqError("格式不对：", "reply")
+    media_type = item.get("media_type") or None
+    return prepare_entry(
+        keywords, mode, reply, normalize, buttons=validate_buttons(item.get("buttons")),
+        media_type=str(media_type) if media_type else None,
+        media_file_id=str(item.get("media_file_id") or "") or None,
+    )
+
+
 def prepare_items(
     items: Sequence[tuple[str, dict[str, Any]]],
     normalize: Callable[[str], str],
@@ -173,15 +186,7 @@ def prepare_items(
         try:
             mode = _mode(item.get("mode"))
             keywords = _as_list(item.get("keywords"), "keywords") + _as_list(item.get("synonyms"), "synonyms")
-            reply = item.get("reply", "")
-            if not isinstance(reply, str):
-                raise FaqError("格式不对：", "reply")
-            media_type = item.get("media_type") or None
-            entry = prepare_entry(
-                keywords, mode, reply, normalize, buttons=validate_buttons(item.get("buttons")),
-                media_type=str(media_type) if media_type else None,
-                media_file_id=str(item.get("media_file_id") or "") or None,
-            )
+            entry = _prepare(item, keywords, mode, normalize)
         except FaqError as exc:
             errors.append(f"{where}: {gettext(exc.message)}{exc.detail}")
             continue
@@ -222,15 +227,7 @@ def prepare_notes(
             continue
         seen[key] = where
         try:
-            reply = item.get("reply", "")
-            if not isinstance(reply, str):
-                raise FaqError("格式不对：", "reply")
-            media_type = item.get("media_type") or None
-            entry = prepare_entry(
-                [name.lstrip("#")], EXACT, reply, normalize, buttons=validate_buttons(item.get("buttons")),
-                media_type=str(media_type) if media_type else None,
-                media_file_id=str(item.get("media_file_id") or "") or None,
-            )
+            entry = _prepare(item, [name.lstrip("#")], EXACT, normalize)
         except FaqError as exc:
             errors.append(f"{where}: {gettext(exc.message)}{exc.detail}")
             continue

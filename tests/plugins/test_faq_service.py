@@ -130,16 +130,21 @@ async def test_import_replaces_or_merges(lite: async_sessionmaker[AsyncSession])
     assert rows == [{"keywords": ["发货多久"], "mode": "contains", "reply": "A"}]
 
 
-def test_cli_import_export_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.cli import main
-
-    db_file = tmp_path / "faq.db"
+def cli_config(tmp_path: Path) -> Path:
+    """A config file for the CLI: a SQLite file in tmp_path, a token that never reaches Telegram."""
     config = tmp_path / "config.toml"
     config.write_text(
         '[telegram]\ntoken = "123456:TEST-token"\napi_server = "http://127.0.0.1:9"\n'
-        f'[database]\nurl = "sqlite+aiosqlite:///{db_file}"\n[bot]\nowners = [1]\n',
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "faq.db"}"\n[bot]\nowners = [1]\n',
         encoding="utf-8",
     )
+    return config
+
+
+def test_cli_import_export_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    config = cli_config(tmp_path)
     source = tmp_path / "faq.toml"
     source.write_text(
         '[[faq]]\nkeywords = ["发货多久", "几天到"]\nsynonyms = ["什么时候发货"]\nreply = "<b>48小时内</b>发货"\n'
@@ -178,13 +183,7 @@ def test_cli_import_export_round_trip(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_cli_notes_import_export_and_replace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bot.cli import main
 
-    db_file = tmp_path / "faq.db"
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[telegram]\ntoken = "123456:TEST-token"\napi_server = "http://127.0.0.1:9"\n'
-        f'[database]\nurl = "sqlite+aiosqlite:///{db_file}"\n[bot]\nowners = [1]\n',
-        encoding="utf-8",
-    )
+    config = cli_config(tmp_path)
     source = tmp_path / "notes.toml"
     source.write_text(
         '[[faq]]\nkeywords = "发货多久"\nreply = "48小时内"\n\n'
