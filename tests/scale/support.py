@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -280,10 +280,13 @@ class TcpProxy:
             task.add_done_callback(self._pipes.discard)
 
 
-async def start_pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], plugin: str, *,
-                     plugin_config: dict[str, Any] | None = None, nlp: Any = None) -> tuple[Harness, Harness]:
+@contextlib.asynccontextmanager
+async def running_pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], plugin: str, *,
+                       plugin_config: dict[str, Any] | None = None,
+                       nlp: Any = None) -> AsyncIterator[tuple[Harness, Harness]]:
     """Two workers (Harnesses with their own App and memory) over one emulated Telegram and one clock,
-    sharing PostgreSQL and Redis; each update goes to the worker the test picks."""
+    sharing PostgreSQL and Redis; each update goes to the worker the test picks. Both are stopped when
+    the block ends."""
     url, prefix = redis
     config: dict[str, Any] = {"redis": {"url": url, "prefix": prefix}}
     if plugin_config is not None:
@@ -295,6 +298,12 @@ async def start_pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], plugin
     a, b = harnesses
     b.world, b.clock = a.world, a.clock
     await a.start()
-    await b.start(create_schema=False)
-    assert a.app.shared.distributed and b.app.shared.distributed
-    return a, b
+    try:
+        await b.start(create_schema=False)
+        try:
+            assert a.app.shared.distributed and b.app.shared.distributed
+            yield a, b
+        finally:
+            await b.stop()
+    finally:
+        await a.stop()

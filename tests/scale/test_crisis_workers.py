@@ -18,7 +18,7 @@ from plugins.crisis.runtime import CrisisRuntime
 from plugins.crisis.sync import log_key, state_key
 from tests.harness import ADMIN, GROUP, LOG_CHAT, Harness
 from tests.plugins.test_crisis_flow import ANGRY, ORDINARY, member
-from tests.scale.support import Worker, free_port, start_pair, worker_config
+from tests.scale.support import Worker, free_port, running_pair, worker_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -31,20 +31,11 @@ def add_members(h: Harness) -> None:
         h.world.set_member(GROUP, member(i), "member")
 
 
-async def pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], nlp: Any) -> tuple[Harness, Harness]:
-    a, b = await start_pair(tmp_path, pg_url, redis, "crisis", plugin_config={}, nlp=nlp)
-    add_members(a)
-    return a, b
-
-
 @pytest.fixture
 async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str], shared_nlp: Any) -> Any:
-    a, b = await pair(tmp_path, pg_url, redis_prefix, shared_nlp)
-    try:
+    async with running_pair(tmp_path, pg_url, redis_prefix, "crisis", plugin_config={}, nlp=shared_nlp) as (a, b):
+        add_members(a)
         yield a, b
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 def rt(h: Harness | Worker) -> CrisisRuntime:

@@ -5,6 +5,7 @@ worker is cooling down on the other, and /faqgaps clear drops every worker's buf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,23 +18,20 @@ from plugins.faq.parsing import prepare_entry
 from plugins.faq.runtime import FaqRuntime
 from plugins.faq.service import save_entry
 from tests.harness import ADMIN, ALICE, BOB, CAROL, GROUP, Harness
-from tests.scale.support import start_pair
+from tests.scale.support import running_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
-async def pair(tmp_path: Path, pg_url: str, redis: tuple[str, str], **faq: Any) -> tuple[Harness, Harness]:
-    return await start_pair(tmp_path, pg_url, redis, "faq", plugin_config=faq)
+def pair(tmp_path: Path, pg_url: str, redis: tuple[str, str],
+         **faq: Any) -> contextlib.AbstractAsyncContextManager[tuple[Harness, Harness]]:
+    return running_pair(tmp_path, pg_url, redis, "faq", plugin_config=faq)
 
 
 @pytest.fixture
 async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str]) -> AsyncIterator[tuple[Harness, Harness]]:
-    a, b = await pair(tmp_path, pg_url, redis_prefix, cooldown=0)
-    try:
-        yield a, b
-    finally:
-        await b.stop()
-        await a.stop()
+    async with pair(tmp_path, pg_url, redis_prefix, cooldown=0) as both:
+        yield both
 
 
 def rt(h: Harness) -> FaqRuntime:
@@ -113,8 +111,7 @@ async def test_an_import_by_another_process_reaches_every_worker(workers: tuple[
 
 
 async def test_the_cooldown_holds_across_workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str]) -> None:
-    a, b = await pair(tmp_path, pg_url, redis_prefix, cooldown=60)
-    try:
+    async with pair(tmp_path, pg_url, redis_prefix, cooldown=60) as (a, b):
         await a.say(GROUP, ADMIN, "/filter (发货多久, 几天到) 48小时内发货")
         a.clear()
         await a.say(GROUP, ALICE, "发货多久")
@@ -131,9 +128,6 @@ async def test_the_cooldown_holds_across_workers(tmp_path: Path, pg_url: str, re
         await a.app.shared.set(f"faq:answered:{GROUP}:1", "garbled", 60)
         await a.say(GROUP, ALICE, "发货多久")
         assert len(answers(a)) == 3
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 async def test_faqgaps_clear_drops_every_workers_buffer(workers: tuple[Harness, Harness]) -> None:

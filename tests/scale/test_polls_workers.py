@@ -19,7 +19,7 @@ from plugins.polls import engine
 from plugins.polls.models import Contest, Entry
 from plugins.polls.runtime import PollsRuntime
 from tests.harness import ADMIN, ALICE, BOB, CAROL, DAVE, GROUP, Harness
-from tests.scale.support import start_pair, wait_for
+from tests.scale.support import running_pair, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -28,13 +28,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str],
                   shared_nlp: Any) -> AsyncIterator[tuple[Harness, Harness]]:
     """Two workers over one emulated Telegram and one clock; each update goes to the worker we pick."""
-    a, b = await start_pair(tmp_path, pg_url, redis_prefix, "polls", nlp=shared_nlp)
-    a.world.set_member(GROUP, DAVE, "member")
-    try:
+    async with running_pair(tmp_path, pg_url, redis_prefix, "polls", nlp=shared_nlp) as (a, b):
+        a.world.set_member(GROUP, DAVE, "member")
         yield a, b
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 def rt(h: Harness) -> PollsRuntime:

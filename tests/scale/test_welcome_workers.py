@@ -14,7 +14,7 @@ import pytest
 from bot.runner import ALLOWED_UPDATES
 from bot.services.events import RaidModeChanged
 from tests.harness import DAVE, GROUP, LOG_CHAT, Harness
-from tests.scale.support import start_pair
+from tests.scale.support import running_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -24,15 +24,11 @@ FANS = list(range(2001, 2007))
 @pytest.fixture
 async def workers(tmp_path: Path, pg_url: str, redis_prefix: tuple[str, str]) -> AsyncIterator[tuple[Harness, Harness]]:
     """Two workers over one emulated Telegram and one clock; each update goes to the worker we pick."""
-    a, b = await start_pair(tmp_path, pg_url, redis_prefix, "welcome")
-    a.world.allowed_updates = list(ALLOWED_UPDATES)
-    for uid in FANS:
-        a.world.add_user(uid, f"粉丝{uid}", username=f"fan{uid}")
-    try:
+    async with running_pair(tmp_path, pg_url, redis_prefix, "welcome") as (a, b):
+        a.world.allowed_updates = list(ALLOWED_UPDATES)
+        for uid in FANS:
+            a.world.add_user(uid, f"粉丝{uid}", username=f"fan{uid}")
         yield a, b
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 def sends(h: Harness, chat: int = GROUP) -> list[Any]:
